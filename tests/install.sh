@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs into ./.venv (idempotent), plus Debian's chromium for the
+# report's browser test when we are root on a Debian-like machine. Called by the README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the HTML report test"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: chromium could not be installed; the browser test will skip"
+  else
+    echo "note: chromium is not installed and we are not root; the browser test will skip"
+  fi
+fi
