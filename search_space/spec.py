@@ -24,13 +24,9 @@ BLOCKS_PER_STAGE: dict[str, tuple[int, int, int, int]] = {
     "resnet50": (3, 4, 6, 3),
     "resnet101": (3, 4, 23, 3),
 }
-#: Channels a stage outputs at width 1.0 (what an attention block in that stage sees).
-STAGE_CHANNELS: dict[str, tuple[int, int, int, int]] = {
-    "resnet18": (64, 128, 256, 512),
-    "resnet34": (64, 128, 256, 512),
-    "resnet50": (256, 512, 1024, 2048),
-    "resnet101": (256, 512, 1024, 2048),
-}
+#: Bottleneck widths ("planes") of the four stages at width 1.0, and how much each block expands them.
+STAGE_PLANES: tuple[int, int, int, int] = (64, 128, 256, 512)
+EXPANSION: dict[str, int] = {"resnet18": 1, "resnet34": 1, "resnet50": 4, "resnet101": 4}
 _SHORT = {"resnet18": "r18", "resnet34": "r34", "resnet50": "r50", "resnet101": "r101"}
 
 
@@ -206,7 +202,7 @@ class ArchSpec:
 
     def stage_channels(self) -> tuple[int, ...]:
         """Channels each stage outputs at this spec's width (the channels its attention blocks see)."""
-        return tuple(scaled_channels(c, self.width) for c in STAGE_CHANNELS[self.backbone])
+        return stage_channels(self.backbone, self.width)
 
     def stage(self, name: str) -> Attention:
         return self.stages[STAGES.index(name)]
@@ -275,3 +271,8 @@ def scaled_channels(channels: int, width: float, divisor: int = 8) -> int:
     if width == 1.0:
         return channels
     return max(divisor, int(channels * width + divisor / 2) // divisor * divisor)
+
+
+def stage_channels(backbone: str, width: float) -> tuple[int, ...]:
+    """Channels each stage outputs: scaled planes times the block expansion, exactly as the network builds them."""
+    return tuple(scaled_channels(p, width) * EXPANSION[backbone] for p in STAGE_PLANES)

@@ -1,0 +1,120 @@
+"""The three attention blocks, one small module each, built from a spec's per-stage setting.
+
+Every block takes `(channels, setting)` and maps a (N, C, H, W) tensor to the same shape. Initialisation
+follows each paper's reference code: blocks with `add` fusion start as the identity (zero last conv or BN
+gamma), so a torchvision-pretrained backbone can be warm-started and a fresh block does not perturb it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .spec import GC, NL, SE, Attention, NoAttn
+
+
+def reduced_channels(channels: int, ratio: int) -> int:
+    """Hidden channels of an SE/GC bottleneck: floor(C / r), as the papers count (never below 1).
+
+    Floor rather than timm's round-to-8 keeps SE-ResNet-50 at the SE paper's 28.09M parameters; the
+    clamp only matters for thin proxy networks, whose specs were validated at deployment width.
+    """
+    return max(1, channels // ratio)
+
+
+class SqueezeExcite(nn.Module):
+    """SE (Hu et al. 2018): global average pool -> C/r -> ReLU -> C, fused by scale (paper) or add."""
+
+    def __init__(self, channels: int, setting: SE) -> None:
+        super().__init__()
+        hidden = reduced_channels(channels, setting.ratio)
+        self.fusion = setting.fusion
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+        if self.fusion == "add":  # add fusion can start as the identity; scale keeps the paper's init
+            nn.init.zeros_(self.fc2.weight)
+            nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.fc2(self.relu(self.fc1(x.mean((2, 3), keepdim=True))))
+        return x * torch.sigmoid(t) if self.fusion == "scale" else x + t
+
+
+class GlobalContext(nn.Module):
+    """GC (Cao et al. 2019): attention (or average) pooling -> C/r -> LayerNorm -> ReLU -> C.
+
+    Fusion `add` is the paper's channel_add; `scale` is its channel_mul (x * sigmoid(t)). As in the
+    reference code the last conv of the transform starts at zero.
+    """
+
+    def __init__(self, channels: int, setting: GC) -> None:
+        super().__init__()
+        hidden = reduced_channels(channels, setting.ratio)
+        self.fusion = setting.fusion
+        self.conv_mask = nn.Conv2d(channels, 1, 1) if setting.pooling == "att" else None
+        self.transform = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1),
+            nn.LayerNorm([hidden, 1, 1]),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+        )
+        if self.conv_mask is not None:
+            nn.init.kaiming_normal_(self.conv_mask.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(self.conv_mask.bias)
+        nn.init.zeros_(self.transform[-1].weight)
+        nn.init.zeros_(self.transform[-1].bias)
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv_mask is None:
+            return x.mean((2, 3), keepdim=True)
+        n, c, h, w = x.shape
+        weights = torch.softmax(self.conv_mask(x).view(n, 1, h * w), dim=-1)  # (N, 1, HW)
+        return torch.matmul(weights, x.view(n, c, h * w).transpose(1, 2)).view(n, c, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.transform(self.context(x))
+        return x * torch.sigmoid(t) if self.fusion == "scale" else x + t
+
+
+class NonLocal(nn.Module):
+    """NL (Wang et al. 2018), embedded Gaussian: z = BN(W · softmax(θᵀφ) g) + x.
+
+    θ, φ, g and W are 1x1 convs with bias, BN follows W (the paper's Sec. 4.1); with add fusion its gamma
+    starts at zero so the block starts as the identity. `subsample` max-pools φ and g by 2x2, as the
+    reference code does, quartering the affinity matrix.
+    """
+
+    def __init__(self, channels: int, setting: NL) -> None:
+        super().__init__()
+        inter = max(1, int(channels * setting.width))
+        self.fusion = setting.fusion
+        self.theta = nn.Conv2d(channels, inter, 1)
+        self.phi = nn.Conv2d(channels, inter, 1)
+        self.g = nn.Conv2d(channels, inter, 1)
+        self.pool = nn.MaxPool2d(2) if setting.subsample else nn.Identity()
+        self.w = nn.Conv2d(inter, channels, 1)
+        self.bn = nn.BatchNorm2d(channels)
+        if self.fusion == "add":
+            nn.init.zeros_(self.bn.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        theta = self.theta(x).flatten(2).transpose(1, 2)  # (N, HW, C')
+        phi = self.pool(self.phi(x)).flatten(2)  # (N, C', HW')
+        g = self.pool(self.g(x)).flatten(2).transpose(1, 2)  # (N, HW', C')
+        affinity = torch.softmax(torch.matmul(theta, phi), dim=-1)  # (N, HW, HW')
+        y = torch.matmul(affinity, g).transpose(1, 2).reshape(n, -1, h, w)
+        t = self.bn(self.w(y))
+        return x * torch.sigmoid(t) if self.fusion == "scale" else x + t
+
+
+#: Block kind -> module class: the one place a new attention type is registered.
+BLOCKS: dict[str, type[nn.Module]] = {"se": SqueezeExcite, "gc": GlobalContext, "nl": NonLocal}
+
+
+def make_block(channels: int, setting: Attention) -> nn.Module | None:
+    """The attention module for `setting` on `channels`, or None for no attention."""
+    if isinstance(setting, NoAttn):
+        return None
+    return BLOCKS[setting.kind](channels, setting)
