@@ -1,0 +1,128 @@
+"""optuna-dashboard serves our studies with both objectives and correct feasibility (through its API)."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+
+import optuna
+from optuna_dashboard._pareto_front import get_pareto_front_trials
+from studies_fixtures import BUDGET, make_study, synthetic_records
+
+from studies.constraints import feasible
+from studies.dashboard import backfill_legacy_constraints, dashboard_app
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def get_json(app: Any, path: str) -> dict[str, Any]:
+    """GET `path` from a WSGI app in-process and decode its JSON body."""
+    environ: dict[str, Any] = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    status: list[str] = []
+
+    def start_response(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        status.append(code)
+        return io.BytesIO().write
+
+    body = b"".join(app(environ, start_response))
+    assert status[0].startswith("200"), (status, body[:300])
+    return json.loads(body)
+
+
+def study_detail(app: Any, name: str) -> dict[str, Any]:
+    studies = get_json(app, "/api/studies")["study_summaries"]
+    study_id = next(s["study_id"] for s in studies if s["study_name"] == name)
+    return get_json(app, f"/api/studies/{study_id}")
+
+
+def test_dashboard_api_shows_two_objectives_and_feasibility(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = make_study(synthetic_records(16, seed=3), storage=url)
+    infeasible = {t.number for t in study.trials if not feasible(t)}
+    # Precondition that makes the test meaningful: without constraints an infeasible trial is on the front.
+    assert infeasible & {t.number for t in get_pareto_front_trials(study.trials, study.directions)}
+
+    detail = study_detail(dashboard_app(url), study.study_name)
+
+    assert detail["directions"] == ["maximize", "minimize"]
+    assert all(len(t["values"]) == 2 for t in detail["trials"])
+    by_number = {t["number"]: t for t in detail["trials"]}
+    for number, trial in by_number.items():
+        budget_gap = study.trials[number].values[1] - BUDGET
+        assert trial["constraints"] == [budget_gap]
+        assert (number in infeasible) == any(c > 0 for c in trial["constraints"])
+    best = sorted(t["number"] for t in detail["best_trials"])
+    assert best == sorted(t.number for t in study.best_trials)
+    assert best and not set(best) & infeasible
+
+
+def named_only_study(url: str, name: str) -> optuna.Study:
+    """A study recorded the optuna-5 way only (`set_constraint`), as code other than ours would."""
+    study = optuna.create_study(study_name=name, storage=url, directions=["maximize", "minimize"])
+    for top1, gflops in [(0.8, 6.0), (0.6, 4.0)]:
+        trial = study.ask()
+        trial.set_constraint("gflops_budget", gflops - BUDGET)
+        study.tell(trial, [top1, gflops])
+    return study
+
+
+def test_backfill_fixes_trials_recorded_with_set_constraint_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    named_only_study(url, "old")
+    assert [t["constraints"] for t in study_detail(dashboard_app(url), "old")["trials"]] == [[], []]
+
+    assert backfill_legacy_constraints(optuna.load_study(study_name="old", storage=url)) == 2
+    assert backfill_legacy_constraints(optuna.load_study(study_name="old", storage=url)) == 0
+
+    detail = study_detail(dashboard_app(url), "old")
+    assert [t["constraints"] for t in detail["trials"]] == [[6.0 - BUDGET], [4.0 - BUDGET]]
+    assert [t["number"] for t in detail["best_trials"]] == [1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_backfills_and_serves_the_feasible_front_on_localhost(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    named_only_study(url, "served")
+    port = free_port()
+    code = f"from studies.dashboard import serve; serve({url!r}, port={port})"
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}/api/studies"
+    try:
+        studies = poll_json(base, deadline=time.monotonic() + 30, log=tmp_path / "serve.log")
+        assert [s["study_name"] for s in studies["study_summaries"]] == ["served"]
+        detail = poll_json(f"{base}/{studies['study_summaries'][0]['study_id']}", deadline=0)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+    assert detail["directions"] == ["maximize", "minimize"]
+    assert [t["constraints"] for t in detail["trials"]] == [[6.0 - BUDGET], [4.0 - BUDGET]]  # backfilled
+    assert [t["number"] for t in detail["best_trials"]] == [1]  # the infeasible 0.8-top1 trial is not best
+
+
+def poll_json(url: str, deadline: float, log: Path | None = None) -> dict[str, Any]:
+    """GET `url` over HTTP, retrying until `deadline` while the server starts."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url}: {exc}; server log: {log and log.read_text()}") from exc
+            time.sleep(0.2)
