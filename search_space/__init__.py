@@ -1,9 +1,26 @@
-"""Where attention goes: architecture specs, the attention blocks, the ResNet builder, the search space."""
+"""Where attention goes: architecture specs, the attention blocks, the ResNet builder, the search space.
 
-from .blocks import BLOCKS, GlobalContext, NonLocal, SqueezeExcite, make_block, reduced_channels
-from .resnet import ResNet, build_model
+The spec and the space are plain data and import without torch (a notebook reading study results should
+not pay for it); the modules that build networks load on first use.
+"""
+
+from importlib import import_module
+from typing import Any
+
 from .space import SearchSpace, suggest
 from .spec import GC, NL, SE, STAGES, ArchSpec, Attention, NoAttn, SpecError
+
+_LAZY = {
+    "BLOCKS": "blocks", "GlobalContext": "blocks", "NonLocal": "blocks", "SqueezeExcite": "blocks",
+    "make_block": "blocks", "reduced_channels": "blocks", "ResNet": "resnet", "build_model": "resnet",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BLOCKS", "GC", "NL", "SE", "STAGES", "ArchSpec", "Attention", "GlobalContext", "NoAttn", "NonLocal",

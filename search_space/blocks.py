@@ -68,9 +68,9 @@ class GlobalContext(nn.Module):
     def context(self, x: torch.Tensor) -> torch.Tensor:
         if self.conv_mask is None:
             return x.mean((2, 3), keepdim=True)
-        n, c, h, w = x.shape
-        weights = torch.softmax(self.conv_mask(x).view(n, 1, h * w), dim=-1)  # (N, 1, HW)
-        return torch.matmul(weights, x.view(n, c, h * w).transpose(1, 2)).view(n, c, 1, 1)
+        weights = torch.softmax(self.conv_mask(x).flatten(2), dim=-1)  # (N, 1, HW)
+        context = torch.matmul(weights, x.flatten(2).transpose(1, 2))  # (N, 1, C)
+        return context.transpose(1, 2).unsqueeze(-1)  # (N, C, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.transform(self.context(x))
@@ -80,9 +80,13 @@ class GlobalContext(nn.Module):
 class NonLocal(nn.Module):
     """NL (Wang et al. 2018), embedded Gaussian: z = BN(W · softmax(θᵀφ) g) + x.
 
-    θ, φ, g and W are 1x1 convs with bias, BN follows W (the paper's Sec. 4.1); with add fusion its gamma
-    starts at zero so the block starts as the identity. `subsample` max-pools φ and g by 2x2, as the
-    reference code does, quartering the affinity matrix.
+    θ, φ, g and W are 1x1 convs and BN follows W (the paper's Sec. 4.1); with add fusion its gamma starts
+    at zero so the block starts as the identity. `subsample` max-pools φ and g by 2x2, as the reference
+    code does, quartering the affinity matrix.
+
+    Only θ has a bias. The reference code also gives φ, g and W one, but they can never learn: softmax
+    over keys is blind to θᵢ·b_φ (constant in j), and g's and W's biases add a per-channel constant that
+    the BN after W subtracts again. Dropping them saves 2C'+C parameters per block and nothing else.
     """
 
     def __init__(self, channels: int, setting: NL) -> None:
@@ -90,10 +94,10 @@ class NonLocal(nn.Module):
         inter = max(1, int(channels * setting.width))
         self.fusion = setting.fusion
         self.theta = nn.Conv2d(channels, inter, 1)
-        self.phi = nn.Conv2d(channels, inter, 1)
-        self.g = nn.Conv2d(channels, inter, 1)
+        self.phi = nn.Conv2d(channels, inter, 1, bias=False)
+        self.g = nn.Conv2d(channels, inter, 1, bias=False)
         self.pool = nn.MaxPool2d(2) if setting.subsample else nn.Identity()
-        self.w = nn.Conv2d(inter, channels, 1)
+        self.w = nn.Conv2d(inter, channels, 1, bias=False)
         self.bn = nn.BatchNorm2d(channels)
         if self.fusion == "add":
             nn.init.zeros_(self.bn.weight)

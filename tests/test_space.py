@@ -1,0 +1,97 @@
+"""SearchSpace as data, sampling through real Optuna trials, enumeration, and refusals."""
+
+import optuna
+import pytest
+
+from search_space import NL, SE, STAGES, ArchSpec, NoAttn, SearchSpace, SpecError, suggest
+
+SMALL = {
+    "backbones": ["resnet18"],
+    "kinds": {"c2": ["none", "se"], "c3": ["none", "gc"], "c4": ["none", "nl"], "c5": ["none", "se", "gc"]},
+    "ratios": [4, 16],
+    "fusions": ["add", "scale"],
+    "nl_widths": [0.5],
+}
+
+
+def test_size_matches_enumeration_and_names_are_unique():
+    space = SearchSpace.from_dict(SMALL)
+    specs = list(space.enumerate())
+    # c2: 1 + 2x2, c3: 1 + 2x2x1, c4: 1 + 1x1x2x1, c5: 1 + 4 + 4
+    assert space.size() == len(specs) == 5 * 5 * 3 * 9
+    assert len({s.name for s in specs}) == len(specs)
+    assert len({s.id for s in specs}) == len(specs)
+
+
+def test_space_round_trips_through_dict_toml_and_yaml(tmp_path):
+    space = SearchSpace.from_dict(SMALL)
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    toml = tmp_path / "space.toml"
+    toml.write_text(
+        '[space]\nbackbones = ["resnet18"]\nratios = [4, 16]\nnl_widths = [0.5]\n'
+        '[space.kinds]\nc2 = ["none", "se"]\nc3 = ["none", "gc"]\nc4 = ["none", "nl"]\nc5 = ["none", "se", "gc"]\n'
+    )
+    assert SearchSpace.from_file(toml) == space
+    yaml_file = tmp_path / "space.yaml"
+    yaml_file.write_text("backbones: [resnet18]\nratios: [4, 16]\nnl_widths: [0.5]\n"
+                         "kinds: {c2: [none, se], c3: [none, gc], c4: [none, nl], c5: [none, se, gc]}\n")
+    assert SearchSpace.from_file(yaml_file) == space
+
+
+def test_sampling_through_an_optuna_study_yields_valid_specs_with_conditional_params():
+    space = SearchSpace.from_dict({**SMALL, "backbones": ["resnet18", "resnet50"], "nl_subsample": [False, True]})
+    seen: list[ArchSpec] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        spec = suggest(trial, space)
+        seen.append(spec)
+        for stage, attn in zip(STAGES, spec.stages, strict=True):
+            assert trial.params[f"{stage}.kind"] == attn.kind
+            assert attn.kind in space.kinds[stage]
+            assert (f"{stage}.ratio" in trial.params) == (attn.kind in ("se", "gc"))
+            assert (f"{stage}.width" in trial.params) == (attn.kind == "nl")
+            assert (f"{stage}.fusion" in trial.params) == (attn.kind != "none")
+        return 0.0
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=10))
+    study.optimize(objective, n_trials=40)
+    assert len(seen) == 40
+    assert all(ArchSpec.from_dict(s.to_dict()) == s for s in seen)
+    assert {s.backbone for s in seen} == {"resnet18", "resnet50"}
+    assert len({s.stage("c4").kind for s in seen}) == 2
+
+
+def test_suggest_rebuilds_the_same_spec_from_fixed_params():
+    space = SearchSpace.from_dict(SMALL)
+    target = ArchSpec("resnet18", 1.0, (SE(4, "add"), NoAttn(), NL(0.5, 1, "scale"), NoAttn()))
+    params = {"backbone": "resnet18", "width": 1.0, "c2.kind": "se", "c2.ratio": 4, "c2.fusion": "add",
+              "c3.kind": "none", "c4.kind": "nl", "c4.width": 0.5, "c4.count": 1, "c4.fusion": "scale",
+              "c4.subsample": False, "c5.kind": "none"}
+    assert suggest(optuna.trial.FixedTrial(params), space) == target
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"kinds": {"c3": ["none", "cbam"]}}, "space.kinds.c3: unknown kind(s) ['cbam']"),
+        ({"kinds": {"c3": []}}, "space.kinds.c3: the choice list is empty"),
+        ({"ratios": []}, "space.ratios: the choice list is empty"),
+        ({"backbones": ["resnet18"], "ratios": [128]}, "space.ratios: 128 does not fit c2 of resnet18"),
+        ({"backbones": ["resnet18"], "widths": [0.25], "nl_widths": [0.01]}, "space.nl_widths:"),
+        ({"backbones": ["resnet18"], "nl_counts": [2]}, "space.nl_counts:"),
+        ({"fusions": ["concat"]}, "space.fusions: ['concat'] not allowed"),
+        ({"backbones": ["vgg16"]}, "space.backbones: ['vgg16'] not allowed"),
+        ({"ratio": [4]}, "space: unknown field(s) ['ratio']"),
+        ({"ratios": 16}, "space.ratios: expected a list of choices"),
+    ],
+)
+def test_impossible_spaces_are_refused_naming_the_field(data, message):
+    with pytest.raises(SpecError) as info:
+        SearchSpace.from_dict(data)
+    assert message in str(info.value)
+
+
+def test_missing_space_file_is_refused(tmp_path):
+    with pytest.raises(SpecError, match="does not exist"):
+        SearchSpace.from_file(tmp_path / "nope.toml")
