@@ -1,5 +1,6 @@
 """Scoring an architecture: FLOPs and parameters (no training), then proxy accuracy through the trainer."""
 
 from .flops import Cost, FlopCount, count_flops, count_params, measure
+from .scoring import Scores, evaluate
 
-__all__ = ["Cost", "FlopCount", "count_flops", "count_params", "measure"]
+__all__ = ["Cost", "FlopCount", "Scores", "count_flops", "count_params", "evaluate", "measure"]
