@@ -1,0 +1,22 @@
+"""Proxy training on ImageNet subsets: subsets, a preprocessed uint8 cache, the loop, the digits data."""
+
+from trainer.cache import Cache, load_cache
+from trainer.digits import write_digits_tree
+from trainer.loop import proxy_train
+from trainer.schedule import EpochStats, ProxyResult, Schedule, ScheduleError
+from trainer.subsets import DataError, SubsetSpec, default_cache_dir, split_subset
+
+__all__ = [
+    "Cache",
+    "DataError",
+    "EpochStats",
+    "ProxyResult",
+    "Schedule",
+    "ScheduleError",
+    "SubsetSpec",
+    "default_cache_dir",
+    "load_cache",
+    "proxy_train",
+    "split_subset",
+    "write_digits_tree",
+]

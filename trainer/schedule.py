@@ -1,0 +1,129 @@
+"""The training recipe (`Schedule`) and what a run reports (`EpochStats`, `ProxyResult`), as plain data.
+
+All three round-trip through JSON so studies can store them in trial attributes and the CLI can print
+them; the schedule's content hash keys checkpoints, so changing any knob never resumes an old run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from trainer.augment import AUGMENTS
+
+Status = Literal["ok", "diverged"]
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be trained; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """SGD with Nesterov momentum, linear warm-up then cosine decay to zero, label smoothing.
+
+    `lr` is the peak learning rate for `batch_size` (scale it linearly if you change the batch size).
+    Weight decay applies to weights only, never to norm scales and biases (params with ndim <= 1):
+    decaying those only fights the normalisation. `amp` (bf16 autocast) takes effect on CUDA only;
+    CPU runs stay in fp32 so they are exactly reproducible. `channels_last` helps on both.
+    """
+
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.2
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    width_mult: float = 1.0
+    seed: int = 0
+    compile: bool = False
+    augment: str = "random_resized_crop"
+    min_scale: float = 0.35
+    flip: bool = True
+    amp: bool = True
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ScheduleError(f"{name}: {value!r} must be a whole number >= 1")
+        for name in ("lr", "width_mult"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ScheduleError(f"{name}: {value!r} must be a positive number")
+        if not 0 <= self.label_smoothing < 1:
+            raise ScheduleError(f"label_smoothing: {self.label_smoothing!r} must be in [0, 1), e.g. 0.1")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ScheduleError(f"warmup_epochs: {self.warmup_epochs!r} must be between 0 and epochs")
+        if self.augment not in AUGMENTS:
+            raise ScheduleError(f"augment: {self.augment!r} is not one of {', '.join(AUGMENTS)}")
+        if not 0 < self.min_scale <= 1:
+            raise ScheduleError(f"min_scale: {self.min_scale!r} must be in (0, 1], e.g. 0.35")
+
+    @property
+    def id(self) -> str:
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Schedule:
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ScheduleError(f"schedule: unknown field(s) {sorted(unknown)}; see trainer.Schedule")
+        return cls(**data)
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        """Learning rate of optimizer step `step` (0-based): linear warm-up, then cosine to zero."""
+        warmup = round(self.warmup_epochs * steps_per_epoch)
+        total = self.epochs * steps_per_epoch
+        if step < warmup:
+            return self.lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * self.lr * (1 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One epoch: mean training loss, held-out top-1/top-5 (fractions), wall seconds, training images/s."""
+
+    epoch: int
+    train_loss: float
+    top1: float
+    top5: float
+    seconds: float
+    images_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProxyResult:
+    """The outcome of `proxy_train`. A diverged run reports top1 = top5 = 0.0 so that it ranks last."""
+
+    top1: float
+    top5: float
+    epochs: int
+    seconds: float
+    images_per_s: float
+    status: Status = "ok"
+    checkpoint: str | None = None
+    history: tuple[EpochStats, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["history"] = [h.to_dict() for h in self.history]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProxyResult:
+        history = tuple(EpochStats(**h) for h in data.get("history", ()))
+        return cls(**{**data, "history": history})
