@@ -153,7 +153,7 @@ def _build(
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     try:
-        manifest = dict(expected, counts={}, skipped=[])
+        manifest = dict(expected, counts={}, skipped=[], build_id=tmp.name.rsplit("tmp-", 1)[1])
         root = Path(subset.root).expanduser()
         bar = tqdm(
             total=len(split.train) + len(split.holdout),
