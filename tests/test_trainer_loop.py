@@ -1,0 +1,113 @@
+"""proxy_train on the real digits tree: it learns, it is reproducible, it resumes, it survives divergence."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from search_space import ArchSpec
+from trainer import ProxyResult, Schedule, SubsetSpec, proxy_train, write_digits_tree
+from trainer.augment import Normalizer, crop_params
+
+SPEC = ArchSpec(backbone="resnet18")
+# small and fast: a quarter-width ResNet-18 at 32 px, 40 training images per class
+QUICK = Schedule(epochs=2, batch_size=64, lr=0.1, width_mult=0.25, augment="pad_crop", flip=False)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("digits")
+    return write_digits_tree(base / "tree"), base / "cache"
+
+
+def small(digits) -> SubsetSpec:
+    return SubsetSpec(root=str(digits[0]), train_per_class=40, holdout_per_class=20, resolution=32)
+
+
+def metrics(result: ProxyResult) -> list[tuple[float, float, float]]:
+    return [(h.train_loss, h.top1, h.top5) for h in result.history]
+
+
+def test_a_thin_resnet18_learns_digits(digits):
+    subset = SubsetSpec(root=str(digits[0]), holdout_per_class=30, resolution=32)
+    seen = []
+    result = proxy_train(SPEC, subset, replace(QUICK, epochs=4), cache_dir=digits[1], on_epoch=seen.append)
+    assert result.status == "ok" and result.epochs == 4 and len(seen) == 4
+    assert result.top1 >= 0.90, result.history
+    assert result.top5 >= result.top1 and result.images_per_s > 0 and result.seconds > 0
+    assert seen[-1].train_loss < seen[0].train_loss
+    assert set(result.to_dict()) >= {"top1", "top5", "epochs", "seconds", "images_per_s", "status"}
+
+
+def test_same_seed_same_metrics_other_seed_other_metrics(digits):
+    first = proxy_train(SPEC, small(digits), QUICK, cache_dir=digits[1])
+    second = proxy_train(SPEC, small(digits), QUICK, cache_dir=digits[1])
+    other = proxy_train(SPEC, small(digits), replace(QUICK, seed=1), cache_dir=digits[1])
+    assert metrics(first) == metrics(second)
+    assert metrics(other) != metrics(first)
+
+
+def test_a_run_killed_after_an_epoch_resumes_to_the_same_result(digits, tmp_path):
+    schedule = replace(QUICK, epochs=3, augment="random_resized_crop", flip=True)
+    whole = proxy_train(SPEC, small(digits), schedule, cache_dir=digits[1], checkpoint_dir=tmp_path / "a")
+
+    class Preempted(Exception):
+        pass
+
+    def kill_after_first(stats):
+        if stats.epoch == 1:
+            raise Preempted
+
+    with pytest.raises(Preempted):
+        proxy_train(
+            SPEC, small(digits), schedule, cache_dir=digits[1], checkpoint_dir=tmp_path / "b", on_epoch=kill_after_first
+        )
+    epochs_after_resume = []
+    resumed = proxy_train(
+        SPEC,
+        small(digits),
+        schedule,
+        cache_dir=digits[1],
+        checkpoint_dir=tmp_path / "b",
+        on_epoch=lambda s: epochs_after_resume.append(s.epoch),
+    )
+    assert epochs_after_resume == [2, 3]
+    assert metrics(resumed) == metrics(whole) and resumed.top1 == whole.top1
+    saved = torch.load(resumed.checkpoint, weights_only=True)
+    assert saved["epoch"] == 3 and "model" in saved
+    again = proxy_train(
+        SPEC,
+        small(digits),
+        schedule,
+        cache_dir=digits[1],
+        checkpoint_dir=tmp_path / "b",
+        on_epoch=lambda s: pytest.fail("a finished run must not train again"),
+    )
+    assert metrics(again) == metrics(whole)
+
+
+def test_an_absurd_learning_rate_returns_diverged(digits, tmp_path):
+    schedule = replace(QUICK, lr=1e12, warmup_epochs=0, epochs=2)
+    result = proxy_train(SPEC, small(digits), schedule, cache_dir=digits[1], checkpoint_dir=tmp_path)
+    assert result.status == "diverged" and result.top1 == 0.0 and result.epochs == 1
+    again = proxy_train(SPEC, small(digits), schedule, cache_dir=digits[1], checkpoint_dir=tmp_path)
+    assert again.status == "diverged"
+
+
+def test_augmentation_is_per_sample_and_pad_crop_shifts_whole_pixels():
+    gen = torch.Generator().manual_seed(0)
+    theta = crop_params(64, 32, gen, kind="random_resized_crop")
+    assert theta[:, 0, 0].unique().numel() > 32 and (theta[:, 0, 0] < 0).any()  # own scale, some flipped
+    images = torch.arange(32 * 32 * 3, dtype=torch.float32).view(1, 32, 32, 3).repeat(8, 1, 1, 1)
+    images = (images % 251).to(torch.uint8)
+    theta = crop_params(8, 32, gen, kind="pad_crop", flip=False)
+    normalize = Normalizer(torch.device("cpu"), channels_last=False)
+    out, plain = normalize(images, theta, nearest=True), normalize(images)
+    for i in range(8):
+        dx, dy = (theta[i, :, 2] * 16).round().int().tolist()
+        ys, xs = slice(max(0, -dy), 32 - max(0, dy)), slice(max(0, -dx), 32 - max(0, dx))
+        src = plain[i][:, ys.start + dy : ys.stop + dy, xs.start + dx : xs.stop + dx]
+        assert torch.equal(out[i][:, ys, xs], src)
