@@ -31,7 +31,7 @@ from trainer.subsets import Split, SubsetSpec, default_cache_dir, split_subset
 
 FORMAT = 1  # bump when the layout or the resize changes, so old caches are rebuilt, never trusted
 CHUNK = 256  # files per pool task: large enough to amortise pickling, small enough for a smooth bar
-IN_PROCESS_BELOW = 2048  # a pool costs more than it saves on fewer files than this
+IN_PROCESS_BELOW = 512  # a pool costs more than it saves on fewer files than this
 
 
 @dataclass(frozen=True)
