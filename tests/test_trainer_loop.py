@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -111,3 +112,22 @@ def test_augmentation_is_per_sample_and_pad_crop_shifts_whole_pixels():
         ys, xs = slice(max(0, -dy), 32 - max(0, dy)), slice(max(0, -dx), 32 - max(0, dx))
         src = plain[i][:, ys.start + dy : ys.stop + dy, xs.start + dx : xs.stop + dx]
         assert torch.equal(out[i][:, ys, xs], src)
+
+
+def test_schedule_warms_up_then_decays_to_zero_and_round_trips():
+    schedule = Schedule(epochs=4, lr=0.4, warmup_epochs=1)
+    lrs = [schedule.lr_at(step, 10) for step in range(40)]
+    assert lrs[0] == pytest.approx(0.04) and lrs[9] == pytest.approx(0.4)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:])) and lrs[-1] < 0.01
+    assert Schedule.from_dict(schedule.to_dict()) == schedule
+    assert Schedule(lr=0.3).id != Schedule().id
+
+
+def test_norms_and_biases_get_no_weight_decay():
+    from trainer.loop import _optimizer
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
+    decayed, plain = _optimizer(model, Schedule(weight_decay=1e-4)).param_groups
+    assert decayed["weight_decay"] == 1e-4 and all(p.ndim > 1 for p in decayed["params"])
+    assert plain["weight_decay"] == 0.0 and len(plain["params"]) == 4  # conv bias, bn weight+bias, fc bias
+    assert decayed["nesterov"] is True
