@@ -82,6 +82,7 @@ def test_corrupt_files_and_empty_classes_are_skipped_counted_and_listed(tmp_path
     assert manifest["empty_classes"] == ["empty"] and manifest["classes"] == ["a", "b", "c"]
     total = manifest["counts"]["train"] + manifest["counts"]["holdout"]
     assert total == 16 and cache.train.images.shape[0] == manifest["counts"]["train"]
+    assert manifest["counts"]["skipped"] == 2
     assert len(cache.train.labels) == cache.train.images.shape[0]
     assert cache.train.images.shape[1:] == (16, 16, 3) and cache.train.images.dtype == np.uint8
     assert cache.train.images.reshape(len(cache.train.labels), -1).std(axis=1).min() > 0  # no blank rows

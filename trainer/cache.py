@@ -172,6 +172,7 @@ def _build(
                 manifest["skipped"] += [
                     {"file": p, "split": name, "reason": err} for (p, _), err in zip(items, errors, strict=True) if err
                 ]
+        manifest["counts"]["skipped"] = len(manifest["skipped"])
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         if path.exists():  # stale: move aside first, since a folder cannot be renamed over a full one
             stale = path.with_name(f".{path.name}.stale-{uuid.uuid4().hex[:8]}")
