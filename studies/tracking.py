@@ -6,7 +6,7 @@ the run loop opens a run itself and logs what it knows when it knows it.
 
 Modes: 'online' (needs a login; wandb reads the key from its own settings, we never touch or print it),
 'offline' (written under `dir`/wandb, no network; `wandb sync` uploads it later), 'disabled' (a true
-no-op: wandb is not even imported). Each `wandb.init` costs about 0.6 s (it starts or reuses wandb's
+no-op: wandb is not even imported). Each `wandb.init` costs 0.6-1.3 s here (it starts or reuses wandb's
 service process); trials take minutes, so this is not worth avoiding.
 """
 
