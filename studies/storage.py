@@ -1,0 +1,221 @@
+"""Storage URLs, the Optuna storage behind them, and creating or resuming a study safely.
+
+Accepted forms (see the README's studies section):
+  sqlite:///path/to/file.db, or a path ending in .db/.sqlite   one machine (the laptop default)
+  journal:///abs/path/file.log, journal://rel/path.log, or a path ending in .log
+                                                               Optuna's journal file: one machine or a
+                                                               shared disk (NFS) with many workers
+  postgresql://user:pass@host:5432/db (or mysql://...)         clusters: many workers, heartbeats
+SQLite on shared disks corrupts and locks (Optuna #815, #820, #1300), so clusters use the last two.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .config import StudyConfig, StudyError
+
+#: Seconds between heartbeats of a running trial, and how old a heartbeat may get before the trial is
+#: declared dead and retried. Environment overrides exist for tests and for very short trials.
+HEARTBEAT_S = int(os.environ.get("ATTNAS_HEARTBEAT_S", "15"))
+GRACE_S = int(os.environ.get("ATTNAS_GRACE_S", "90"))
+MAX_RETRY = int(os.environ.get("ATTNAS_MAX_RETRY", "3"))
+
+
+@dataclass(frozen=True)
+class StorageInfo:
+    """A parsed storage URL: kind is 'sqlite', 'journal' or 'rdb' (PostgreSQL, MySQL, ...)."""
+
+    kind: str
+    url: str  # what Optuna gets: an SQLAlchemy URL, or the journal file's path
+    path: Path | None  # the local file for sqlite/journal
+
+
+def default_storage(config: StudyConfig) -> str:
+    """A local SQLite file under ./.attnas, so a first search needs no setup at all."""
+    return f"sqlite:///.attnas/{config.name}.db"
+
+
+def parse(url: str) -> StorageInfo:
+    """Recognise the storage URL forms above; anything else is refused with the accepted forms."""
+    if url.startswith("journal:"):
+        rest = url.removeprefix("journal:")
+        rest = rest[2:] if rest.startswith("//") else rest
+        if not rest:
+            raise StudyError("storage: journal URL has no path; use journal:///abs/path/study.log")
+        return StorageInfo("journal", rest, Path(rest))
+    if url.startswith("sqlite:"):
+        match = re.match(r"sqlite:///(.*)$", url)
+        if not match or not match.group(1):
+            raise StudyError(f"storage: {url!r} is not a file URL; use sqlite:///path/to/study.db")
+        return StorageInfo("sqlite", url, Path(match.group(1)))
+    if re.match(r"^(postgresql|postgres|mysql)(\+\w+)?://", url):
+        return StorageInfo("rdb", url.replace("postgres://", "postgresql://", 1), None)
+    if "://" not in url and url.endswith(".log"):
+        return StorageInfo("journal", url, Path(url))
+    if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3")):
+        return StorageInfo("sqlite", f"sqlite:///{url}", Path(url))
+    raise StudyError(
+        f"storage: {mask(url)!r} is not a storage URL attnas knows; use sqlite:///file.db, "
+        "journal:///path/file.log or postgresql://user@host/db"
+    )
+
+
+def mask(url: str) -> str:
+    """The URL with its password replaced by ***, for every message and table attnas prints."""
+    return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def open_storage(info: StorageInfo) -> optuna.storages.BaseStorage:
+    """The Optuna storage for a URL, with heartbeats (RDB) and a small connection pool (PostgreSQL).
+
+    Journal storage has no heartbeat in Optuna; attnas writes its own (see studies.run), so both kinds
+    retry a dead worker's trial through the same RetryHeartbeatStaleTrialCallback.
+    """
+    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages.journal import JournalFileBackend
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if info.path is not None:
+        info.path.parent.mkdir(parents=True, exist_ok=True)
+    if info.kind == "journal":
+        return JournalStorage(JournalFileBackend(str(info.path)))
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if info.kind == "rdb":
+        engine_kwargs.update(pool_size=1, max_overflow=2)  # many workers must not exhaust max_connections
+    else:
+        engine_kwargs["connect_args"] = {"timeout": 60}  # a few local workers wait instead of 'locked'
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                info.url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            )
+    except SQLAlchemyError as exc:
+        raise unreachable(info.url, exc) from None
+
+
+def unreachable(url: str, exc: BaseException) -> StudyError:
+    """A database that cannot be opened, as one masked line with the likely fix."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return StudyError(
+        f"cannot open storage {mask(url)} ({mask(detail)}); check that the database server is running "
+        "and the URL (host, port, user, database) is right"
+    )
+
+
+def artifact_dir(config: StudyConfig, info: StorageInfo) -> Path:
+    """Where trial artifacts (spec JSON, checkpoints) go: configured, or next to the storage file."""
+    if config.artifacts:
+        return Path(config.artifacts)
+    if info.path is not None:
+        return info.path.parent / f"{info.path.stem}-artifacts"
+    return Path(".attnas") / "artifacts"
+
+
+def resolve(config: StudyConfig, storage: str | None = None) -> StorageInfo:
+    """The storage a command uses: --storage, else the file's `storage`, else the local default."""
+    return parse(storage or config.storage or default_storage(config))
+
+
+def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    """The configured sampler; constraints come from the trials' own set_constraint values."""
+    s = config.sampler
+    seed = s.get("seed")
+    startup = s.get("startup_trials")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if s["name"] == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if s["name"] == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=startup or 10)
+        if s["name"] == "gp":
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup or 10)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, constant_liar=True, n_startup_trials=startup or 10
+        )
+
+
+def create_or_resume(config: StudyConfig, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create the study, or resume it when the same space/objectives/proxy are asked for again.
+
+    Resuming with a different identity is refused: old and new trials would be scored differently, and
+    the Pareto front would mix them silently.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        study = optuna.create_study(
+            study_name=config.name, storage=storage, directions=config.directions,
+            sampler=make_sampler(config), load_if_exists=True,
+        )
+        stored = study.user_attrs.get("attnas.config")
+        if stored is None:
+            if study.trials:
+                raise StudyError(f"study {config.name!r} exists but was not made by attnas; use another name")
+            study.set_user_attr("attnas.config", config.to_dict())
+            study.set_user_attr("attnas.version", _version())
+            return study
+    except SQLAlchemyError as exc:
+        raise unreachable(getattr(storage, "url", "storage"), exc) from None
+    old = {k: stored.get(k) for k in config.identity()}
+    for key, value in config.identity().items():
+        if _normal(old[key]) != _normal(value):
+            raise StudyError(
+                f"study {config.name!r} already exists with a different `{key}`; resuming would mix "
+                f"incomparable trials. Restore the original `{key}` or choose a new `name`"
+            )
+    study.set_user_attr("attnas.config", {**stored, "trials": config.trials, "wandb": config.wandb})
+    return study
+
+
+def load(storage: optuna.storages.BaseStorage, name: str, config: StudyConfig | None = None) -> optuna.Study:
+    """An existing study (read-side commands), with a clear message when the name is not there."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        sampler = make_sampler(config) if config else None
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise StudyError(
+            f"no study named {name!r} in this storage; existing: {names or 'none'} "
+            "(run `attnas create` first, or check --study)"
+        ) from None
+    except SQLAlchemyError as exc:
+        raise unreachable(getattr(storage, "url", "storage"), exc) from None
+
+
+def stored_config(study: optuna.Study) -> StudyConfig | None:
+    """The study file stored with the study, so read-side commands need only --storage and --study."""
+    from .config import from_dict
+
+    data = study.user_attrs.get("attnas.config")
+    return from_dict(data) if data else None
+
+
+def _normal(value: Any) -> Any:
+    """JSON round-trip form, so tuples/lists and ints/floats stored by different backends compare equal."""
+    import json
+
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("attnas")
+    except Exception:
+        return "0.1.0"
