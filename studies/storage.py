@@ -57,7 +57,7 @@ def parse(url: str) -> StorageInfo:
             raise StudyError(f"storage: {url!r} is not a file URL; use sqlite:///path/to/study.db")
         return StorageInfo("sqlite", url, Path(match.group(1)))
     if re.match(r"^(postgresql|postgres|mysql)(\+\w+)?://", url):
-        return StorageInfo("rdb", url.replace("postgres://", "postgresql://", 1), None)
+        return StorageInfo("rdb", _with_driver(url), None)
     if "://" not in url and url.endswith(".log"):
         return StorageInfo("journal", url, Path(url))
     if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3")):
@@ -66,6 +66,17 @@ def parse(url: str) -> StorageInfo:
         f"storage: {mask(url)!r} is not a storage URL attnas knows; use sqlite:///file.db, "
         "journal:///path/file.log or postgresql://user@host/db"
     )
+
+
+def _with_driver(url: str) -> str:
+    """postgresql:// with the installed driver: SQLAlchemy 2.1 defaults to psycopg 3, attnas ships psycopg2."""
+    url = re.sub(r"^postgres://", "postgresql://", url)
+    if url.startswith("postgresql://"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None:
+            return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    return url
 
 
 def mask(url: str) -> str:
@@ -102,7 +113,7 @@ def open_storage(info: StorageInfo) -> optuna.storages.BaseStorage:
                 grace_period=GRACE_S,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
             )
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, ImportError) as exc:
         raise unreachable(info.url, exc) from None
 
 

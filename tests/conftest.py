@@ -1,0 +1,99 @@
+"""Shared fixtures: a tiny real study file (digits, a few images, 1/8 width) and the PostgreSQL URL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+TINY = """
+name = "{name}"
+storage = "{storage}"
+trials = {trials}
+device = "cpu"
+
+[space]
+backbones = ["resnet18"]
+kinds = {kinds}
+ratios = [16]
+fusions = ["scale"]
+nl_widths = [0.5]
+
+[data]
+root = "digits"
+train_per_class = 12
+holdout_per_class = 4
+resolution = 16
+
+[schedule]
+epochs = {epochs}
+batch_size = 32
+width_mult = 0.125
+amp = false
+channels_last = false
+
+[objectives]
+resolution = 224
+{budget}
+
+[sampler]
+name = "random"
+seed = 0
+"""
+
+
+@pytest.fixture(scope="session")
+def attnas_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One digits tree and cache for the whole session (subprocesses get it through $ATTNAS_CACHE)."""
+    return tmp_path_factory.mktemp("attnas-cache")
+
+
+@pytest.fixture
+def tiny_study(tmp_path: Path, attnas_cache: Path, monkeypatch: pytest.MonkeyPatch):
+    """Write a tiny digits study file; returns a function(storage=None, **fields) -> path."""
+    monkeypatch.setenv("ATTNAS_CACHE", str(attnas_cache))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+    def write(storage: str | None = None, *, trials: int = 3, epochs: int = 1, kinds: str = '["none", "se"]',
+              max_gflops: float | None = None, name: str | None = None) -> Path:
+        name = name or f"t-{uuid.uuid4().hex[:10]}"
+        path = tmp_path / f"{name}.toml"
+        budget = f"max_gflops = {max_gflops}" if max_gflops is not None else ""
+        path.write_text(TINY.format(name=name, storage=storage or f"sqlite:///{tmp_path}/{name}.db",
+                                    trials=trials, kinds=kinds, epochs=epochs, budget=budget))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def pg_url() -> str:
+    """The test PostgreSQL; skips (with the reason) when it is not reachable."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(PG_URL.replace("postgresql:", "postgresql+psycopg2:"), connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL at {PG_URL} is not reachable ({type(exc).__name__}); start it to run this test")
+    return PG_URL
+
+
+def attnas_exe() -> list[str]:
+    """The installed console script (the real `attnas` command), next to this interpreter."""
+    import sys
+
+    script = Path(sys.executable).parent / "attnas"
+    if not script.exists():
+        pytest.skip("the `attnas` console script is not installed; run `pip install -e .`")
+    return [str(script)]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "WANDB_MODE": "disabled", **extra}

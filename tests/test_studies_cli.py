@@ -1,0 +1,118 @@
+"""The `attnas` command through the real console script: one-line errors, no traceback, study untouched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import attnas_exe, cli_env
+
+
+def attnas(*args: str, cwd: Path | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*attnas_exe(), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env=cli_env())
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ('name = "x"\ntrials = 0\n', ["trials", "greater than or equal to 1"]),
+        ('name = "x"\n[sampler]\nname = "cmaes"\n', ["sampler.name", "tpe"]),
+        ('name = "x"\ntrails = 3\n', ["trails", "not a known setting"]),
+        ('trials = 3\n', ["name", "required"]),
+        ('name = "x"\n[space]\nkinds = ["sx"]\n', ["space.kinds", "sx"]),
+        ('name = "x"\ntrials = [\n', ["not valid TOML"]),
+    ],
+)
+def test_bad_study_file_is_one_line(tmp_path: Path, text: str, needles: list[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert_one_line_error(attnas("create", str(path), "--storage", f"sqlite:///{tmp_path}/x.db"), *needles)
+    assert not (tmp_path / "x.db").exists() or not optuna.get_all_study_names(f"sqlite:///{tmp_path}/x.db")
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [x\n")
+    assert_one_line_error(attnas("create", str(bad)), "not valid YAML")
+    assert_one_line_error(attnas("create", str(tmp_path / "nope.toml")), "does not exist", "attnas init")
+
+
+def test_unreachable_database_masks_the_password(tiny_study) -> None:
+    path = tiny_study("postgresql://bob:s3cret@127.0.0.1:1/nodb")
+    line = assert_one_line_error(attnas("create", str(path)), "cannot open storage", "bob:***@127.0.0.1:1")
+    assert "s3cret" not in line
+    line = assert_one_line_error(attnas("status", "--storage", "postgresql://bob:s3cret@127.0.0.1:1/x",
+                                        "--study", "x"))
+    assert "s3cret" not in line
+
+
+def test_missing_dataset_and_changed_space_leave_the_study_untouched(tiny_study, tmp_path: Path) -> None:
+    path = tiny_study(trials=2)
+    proc = attnas("create", str(path))
+    assert proc.returncode == 0, proc.stderr
+    storage = f"sqlite:///{tmp_path}/{path.stem}.db"
+    before = optuna.load_study(study_name=path.stem, storage=storage)
+    attrs, n = before.user_attrs, len(before.trials)
+
+    changed = path.with_name("changed.toml")
+    changed.write_text(path.read_text().replace('kinds = ["none", "se"]', 'kinds = ["none", "gc"]'))
+    assert_one_line_error(attnas("create", str(changed)), "different `space`", "new `name`")
+    missing = path.with_name("missing.toml")
+    missing.write_text(path.read_text().replace('root = "digits"', f'root = "{tmp_path}/no-such-dir"'))
+    assert_one_line_error(attnas("worker", str(missing)), "data.root", "does not exist")
+
+    after = optuna.load_study(study_name=path.stem, storage=storage)
+    assert after.user_attrs == attrs and len(after.trials) == n
+    assert all(t.state == optuna.trial.TrialState.WAITING for t in after.trials)
+
+
+def test_search_front_pick_and_optuna_cli(tiny_study, tmp_path: Path) -> None:
+    """The laptop path end to end, read back by `attnas front/pick` and by the standard optuna CLI."""
+    path = tiny_study(trials=3)
+    report = tmp_path / "r.html"
+    proc = attnas("search", str(path), "--no-wandb", "--report", str(report), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Pareto front" in proc.stdout and report.is_file()
+    again = attnas("create", str(path))  # idempotent: resuming adds nothing
+    assert again.returncode == 0 and "'COMPLETE': 3" in again.stdout, again.stdout
+
+    front = json.loads(attnas("front", str(path), "--json").stdout)
+    assert front and all(r["state"] == "COMPLETE" and r["feasible"] for r in front)
+    out = tmp_path / "best.json"
+    proc = attnas("pick", str(path), "--max-gflops", "100", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    from search_space import ArchSpec
+
+    best = max(front, key=lambda r: r["top1"])
+    assert ArchSpec.from_json(out.read_text()).name == best["name"] and "build_model" in proc.stdout
+    assert_one_line_error(attnas("pick", str(path), "--max-gflops", "0.001"), "no architecture within")
+
+    storage = f"sqlite:///{tmp_path}/{path.stem}.db"
+    listed = subprocess.run([str(Path(attnas_exe()[0]).parent / "optuna"), "trials", "--storage", storage,
+                             "--study-name", path.stem, "-f", "json"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert len(rows) == 3 and all(r["state"] == "COMPLETE" and len(r["values"]) == 2 for r in rows)
+
+
+def test_launch_dry_run_prints_the_sbatch_array(tiny_study) -> None:
+    path = tiny_study()
+    proc = attnas("launch", str(path), "--slurm", "--workers", "5", "--partition", "gpu", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "#SBATCH --array=0-4%5" in proc.stdout and "#SBATCH --partition=gpu" in proc.stdout
+    assert "SQLite" in proc.stderr  # the cluster warning for a sqlite storage
