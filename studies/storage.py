@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ def open_storage(info: StorageInfo) -> optuna.storages.BaseStorage:
     """
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
     if info.path is not None:
         info.path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,18 +104,24 @@ def open_storage(info: StorageInfo) -> optuna.storages.BaseStorage:
         engine_kwargs.update(pool_size=1, max_overflow=2)  # many workers must not exhaust max_connections
     else:
         engine_kwargs["connect_args"] = {"timeout": 60}  # a few local workers wait instead of 'locked'
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                info.url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-            )
-    except (SQLAlchemyError, ImportError) as exc:
-        raise unreachable(info.url, exc) from None
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    info.url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+                )
+        except IntegrityError:
+            # Workers starting together on a fresh database race to create Optuna's tables; the loser
+            # sees a duplicate-key error and simply opens the tables the winner made.
+            time.sleep(0.5 + attempt)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise unreachable(info.url, exc) from None
+    raise StudyError(f"could not create Optuna's tables in {mask(info.url)}; run `attnas create` once first")
 
 
 def unreachable(url: str, exc: BaseException) -> StudyError:

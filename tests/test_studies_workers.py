@@ -1,0 +1,107 @@
+"""Many `attnas worker` processes on one study (PostgreSQL and a journal file): exactly N trials, none lost,
+and a worker killed with SIGKILL mid-trial costs one retry, not a trial."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import attnas_exe, cli_env
+from optuna.trial import TrialState
+
+from studies import storage as st
+
+FAST_HEARTBEAT = {"ATTNAS_HEARTBEAT_S": "1", "ATTNAS_GRACE_S": "4"}
+
+
+@pytest.fixture(params=["postgresql", "journal"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "journal":
+        return f"journal://{tmp_path}/study.log"
+    return request.getfixturevalue("pg_url")
+
+
+def _open(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=st.open_storage(st.parse(url)))
+
+
+def _worker(path: Path) -> subprocess.Popen:
+    return subprocess.Popen([*attnas_exe(), "worker", str(path), "--no-wandb"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=cli_env(**FAST_HEARTBEAT))
+
+
+def _finish(workers: list[subprocess.Popen]) -> None:
+    for w in workers:
+        _, stderr = w.communicate(timeout=120)
+        assert w.returncode == 0, stderr
+
+
+def _check_exact(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
+    trials = study.get_trials()
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == n
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    return trials
+
+
+@pytest.fixture
+def cleanup():
+    made: list[tuple[str, str]] = []
+    yield made
+    for url, name in made:
+        if url.startswith("postgresql"):
+            try:
+                optuna.delete_study(study_name=name, storage=st.open_storage(st.parse(url)))
+            except Exception:
+                pass
+
+
+@pytest.mark.slow
+def test_three_workers_finish_exactly_n(storage_url: str, tiny_study, cleanup) -> None:
+    name = f"w3-{uuid.uuid4().hex[:8]}"
+    path = tiny_study(storage_url, trials=7, name=name)
+    cleanup.append((storage_url, name))
+    _finish([_worker(path) for _ in range(3)])
+    trials = _check_exact(_open(storage_url, name), 7)
+    assert len(trials) == 7  # no failures, no extra trials
+
+
+@pytest.mark.slow
+def test_killed_worker_costs_a_retry_not_a_trial(storage_url: str, tiny_study, cleanup) -> None:
+    name = f"kill-{uuid.uuid4().hex[:8]}"
+    path = tiny_study(storage_url, trials=4, epochs=3, name=name)
+    cleanup.append((storage_url, name))
+    victim = _worker(path)
+    deadline = time.time() + 60
+    study = None
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            study = _open(storage_url, name)
+        except KeyError:
+            continue
+        running = study.get_trials(states=(TrialState.RUNNING,))
+        if running and "spec" in running[0].user_attrs:
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+            killed = running[0].number
+            break
+    else:
+        victim.kill()
+        pytest.fail("the worker never started a trial")
+    assert _open(storage_url, name).trials[killed].state == TrialState.RUNNING  # left behind by the dead worker
+
+    _finish([_worker(path), _worker(path)])
+    trials = _check_exact(_open(storage_url, name), 4)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [killed]
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == trials[killed].params  # the same architecture, re-run
