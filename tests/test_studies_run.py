@@ -1,0 +1,74 @@
+"""No wasted training: over-budget specs are recorded infeasible without training; repeats are copied."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from optuna.trial import TrialState
+
+from studies.config import read_file
+from studies.results import front_rows
+from studies.run import start, work
+
+
+def _count_training(monkeypatch: pytest.MonkeyPatch, *, forbid: bool) -> list[str]:
+    """Replace proxy_train wherever it is imported; record (or refuse) every training call."""
+    import objectives.scoring  # noqa: F401  (make sure the modules that hold proxy_train are loaded)
+    import trainer
+
+    real = trainer.proxy_train
+    calls: list[str] = []
+
+    def fake(spec, *args, **kwargs):
+        calls.append(spec.id)
+        if forbid:
+            raise AssertionError(f"proxy_train called for {spec.name}")
+        return real(spec, *args, **kwargs)
+
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] in ("trainer", "objectives") and getattr(module, "proxy_train", None) is real:
+            monkeypatch.setattr(module, "proxy_train", fake)
+    return calls
+
+
+def test_over_budget_is_recorded_infeasible_and_never_trained(tiny_study, monkeypatch) -> None:
+    calls = _count_training(monkeypatch, forbid=True)
+    config = read_file(tiny_study(trials=3, max_gflops=0.01))
+    ctx, study = start(config)
+    stats = work(ctx, study)
+    assert calls == [] and stats.failed == 0
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state == TrialState.COMPLETE for t in trials)
+    for t in trials:
+        assert t.values[0] == 0.0 and t.values[1] > 0.01
+        assert t.user_attrs["scores"]["status"] == "over_budget"
+        assert t.system_attrs["constraints:gflops_budget"] == pytest.approx(t.values[1] - 0.01)
+        assert t.system_attrs["constraints"] == [pytest.approx(t.values[1] - 0.01)]
+    assert front_rows(study) == []
+
+
+def test_repeated_spec_is_copied_not_retrained(tiny_study, monkeypatch) -> None:
+    calls = _count_training(monkeypatch, forbid=False)
+    config = read_file(tiny_study(trials=3, kinds='["none"]'))  # a space of exactly one spec
+    ctx, study = start(config)
+    work(ctx, study)
+    trials = study.get_trials()
+    assert len(calls) == 1
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    first, *others = trials
+    assert all(t.values == first.values and t.user_attrs["reused_from"] == first.number for t in others)
+    assert all(t.system_attrs["constraints:gflops_budget"] == -1.0 for t in trials)  # no budget: feasible
+    assert len(first.user_attrs["artifacts"]) == 2  # spec JSON + final checkpoint, as Optuna artifacts
+    assert len(front_rows(study)) == 1
+
+
+def test_resume_tops_up_without_retraining(tiny_study, monkeypatch) -> None:
+    path = tiny_study(trials=2)
+    ctx, study = start(read_file(path))
+    work(ctx, study)
+    calls = _count_training(monkeypatch, forbid=False)
+    ctx, study = start(read_file(path).with_overrides(trials=3))
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
+    work(ctx, study)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3 and len(calls) <= 1
