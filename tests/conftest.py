@@ -76,7 +76,8 @@ def pg_url() -> str:
     import sqlalchemy
 
     try:
-        engine = sqlalchemy.create_engine(PG_URL.replace("postgresql:", "postgresql+psycopg2:"), connect_args={"connect_timeout": 3})
+        url = PG_URL.replace("postgresql:", "postgresql+psycopg2:")
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
         with engine.connect():
             pass
         engine.dispose()

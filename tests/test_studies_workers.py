@@ -3,6 +3,7 @@ and a worker killed with SIGKILL mid-trial costs one retry, not a trial."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -57,10 +58,8 @@ def cleanup():
     yield made
     for url, name in made:
         if url.startswith("postgresql"):
-            try:
+            with contextlib.suppress(Exception):
                 optuna.delete_study(study_name=name, storage=st.open_storage(st.parse(url)))
-            except Exception:
-                pass
 
 
 @pytest.mark.slow
