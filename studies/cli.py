@@ -205,9 +205,11 @@ def dashboard(study_file: StudyFile = None, storage: Storage = None, study: Stud
     if study_file is None and storage is None:
         raise StudyError("give the study file or --storage URL")
     info = st.parse(storage) if storage else st.resolve(_config(study_file))  # type: ignore[arg-type]
+    if info.kind == "journal":
+        raise StudyError(f"the dashboard reads SQL storages only; for a journal file run "
+                         f"`optuna-dashboard {info.path}` (feasibility may show wrongly there)")
     out.print(f"dashboard for {st.mask(info.url)} on http://{host}:{port}")
-    serve(info.url if info.kind != "journal" else f"journal:///{info.path}".replace("////", "///"),
-          host=host, port=port)
+    serve(info.url, host=host, port=port)
 
 
 @app.command()

@@ -72,3 +72,32 @@ def test_resume_tops_up_without_retraining(tiny_study, monkeypatch) -> None:
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
     work(ctx, study)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3 and len(calls) <= 1
+
+
+def test_each_trained_trial_is_tracked_with_its_curves(tiny_study, monkeypatch) -> None:
+    import studies.tracking
+
+    runs: list[dict] = []
+
+    class Run:
+        def __init__(self, **kwargs) -> None:
+            self.record = {**kwargs, "epochs": [], "summary": None}
+            runs.append(self.record)
+
+        def log_epoch(self, epoch: int, metrics: dict) -> None:
+            self.record["epochs"].append((epoch, metrics))
+
+        def finish(self, summary: dict, failed: bool = False) -> None:
+            self.record["summary"], self.record["failed"] = summary, failed
+
+    monkeypatch.setattr(studies.tracking, "open_run", lambda **kw: Run(**kw))
+    path = tiny_study(trials=2, epochs=2, kinds='["none"]')
+    config = read_file(path)
+    ctx, study = start(config.with_overrides(trials=1))
+    work(ctx, study)
+    (run,) = runs
+    trial = study.trials[0]
+    assert (run["group"], run["name"], run["mode"]) == (config.name, trial.user_attrs["spec_name"], "disabled")
+    assert run["config"]["spec"] == trial.user_attrs["spec"] and run["config"]["schedule"]["epochs"] == 2
+    assert [e for e, _ in run["epochs"]] == [1, 2]  # 1-based, as trainer.EpochStats counts
+    assert run["summary"]["top1"] == trial.values[0] and run["failed"] is False
