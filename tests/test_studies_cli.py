@@ -116,3 +116,19 @@ def test_launch_dry_run_prints_the_sbatch_array(tiny_study) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "#SBATCH --array=0-4%5" in proc.stdout and "#SBATCH --partition=gpu" in proc.stdout
     assert "SQLite" in proc.stderr  # the cluster warning for a sqlite storage
+
+
+def test_digits_and_train_json(tmp_path: Path, attnas_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`attnas digits` + `attnas train --json`: one JSON object on stdout with the ProxyResult keys."""
+    monkeypatch.setenv("ATTNAS_CACHE", str(attnas_cache))
+    assert attnas("digits", str(tmp_path / "digits")).returncode == 0
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"backbone": "resnet18", "stages": {"c4": {"kind": "se", "ratio": 16}}}')
+    proc = attnas("train", str(spec), "--data", str(tmp_path / "digits"), "--train-per-class", "10",
+                  "--holdout-per-class", "4", "--resolution", "16", "--epochs", "1", "--batch-size", "32",
+                  "--width-mult", "0.125", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result) == {"top1", "top5", "epochs", "seconds", "images_per_s", "status"}
+    assert result["epochs"] == 1 and 0.0 <= result["top1"] <= 1.0
+    assert_one_line_error(attnas("train", str(spec), "--data", str(tmp_path / "none")), "--data", "does not exist")
