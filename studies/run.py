@@ -93,47 +93,6 @@ def context(config: StudyConfig) -> Context:
 
 
 # -- the queue ----------------------------------------------------------------------------------------------
-def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
-    """Trials that failed and were re-queued (their retry carries them in system_attrs.retry_history)."""
-    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-
-
-def planned(study: optuna.Study) -> int:
-    """Slots the study holds: every trial except those that were retried by a later one."""
-    trials = study.get_trials(deepcopy=False)
-    return len(trials) - len(retried_numbers(trials) & {t.number for t in trials})
-
-
-def top_up(ctx: Context, study: optuna.Study, total: int) -> int:
-    """Queue empty trials until the study holds `total` slots; returns how many were queued."""
-    with _lock(ctx):
-        missing = total - planned(study)
-        for _ in range(max(0, missing)):
-            study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING))
-    return max(0, missing)
-
-
-@contextlib.contextmanager
-def _lock(ctx: Context) -> Iterator[None]:
-    """A cross-process lock for top-ups: a file lock next to local files, an advisory lock on PostgreSQL."""
-    if ctx.info.path is not None:
-        from filelock import FileLock
-
-        with FileLock(str(ctx.info.path) + ".attnas-lock"):
-            yield
-    elif ctx.info.url.startswith("postgresql"):
-        from sqlalchemy import text
-
-        with ctx.storage.engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": "attnas:" + ctx.config.name})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": "attnas:" + ctx.config.name})
-    else:
-        yield
-
-
 def claim(ctx: Context, study: optuna.Study) -> optuna.Trial | None:
     """Take one WAITING trial (atomically: set_trial_state_values refuses a trial already taken)."""
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
@@ -363,5 +322,5 @@ def start(config: StudyConfig) -> tuple[Context, optuna.Study]:
     """What `create`, `worker` and `search` share: check everything, create or resume, top the queue up."""
     ctx = context(config)
     study = st.create_or_resume(config, ctx.storage)
-    top_up(ctx, study, config.trials)
+    st.top_up(ctx.info, ctx.storage, study, config.trials)
     return ctx, study
