@@ -32,6 +32,9 @@ class SqueezeExcite(nn.Module):
         self.fc1 = nn.Conv2d(channels, hidden, 1)
         self.relu = nn.ReLU(inplace=True)
         self.fc2 = nn.Conv2d(hidden, channels, 1)
+        # fc1 sees the spatial mean of a BN output (close to 0), so PyTorch's random bias would decide the
+        # ReLU alone: with the few hidden units of a thin proxy, all can start dead and never learn.
+        nn.init.zeros_(self.fc1.bias)
         if self.fusion == "add":  # add fusion can start as the identity; scale keeps the paper's init
             nn.init.zeros_(self.fc2.weight)
             nn.init.zeros_(self.fc2.bias)
@@ -46,6 +49,9 @@ class GlobalContext(nn.Module):
 
     Fusion `add` is the paper's channel_add; `scale` is its channel_mul (x * sigmoid(t)). As in the
     reference code the last conv of the transform starts at zero.
+
+    `conv_mask` keeps its bias although softmax over positions is blind to it (it never learns): it is
+    the "+1" in the paper's 28.08M parameters for GC-ResNet-50, which we reproduce exactly.
     """
 
     def __init__(self, channels: int, setting: GC) -> None:

@@ -84,6 +84,7 @@ def test_add_fusion_blocks_start_as_the_identity(spec):
 
 def test_every_block_parameter_learns():
     spec = ArchSpec("resnet18", stages=(SE(4, "add"), GC(4, "scale", "att"), NL(0.5, 1, "add", True), SE(8, "scale")))
+    torch.manual_seed(0)
     model = build_model(spec, 10, width_mult=0.25, input_size=32)
     blocks = [m for m in model.modules() if isinstance(m, (SqueezeExcite, GlobalContext, NonLocal))]
     assert {type(b) for b in blocks} == {SqueezeExcite, GlobalContext, NonLocal}
@@ -97,8 +98,11 @@ def test_every_block_parameter_learns():
         torch.nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
     after = {name: p for b in blocks for name, p in b.named_parameters(prefix=str(id(b)))}
-    unchanged = [name for name, p in after.items() if torch.equal(p, before[name])]
-    assert unchanged == []
+    unchanged = [name.split(".", 1)[1] for name, p in after.items() if torch.equal(p, before[name])]
+    # GC's conv_mask bias shifts every position's logit equally, so softmax cancels it: its true gradient
+    # is zero (float rounding may still nudge it). It stays only because the GC paper's count includes it.
+    assert set(unchanged) <= {"conv_mask.bias"}
+    assert len(after) - len(unchanged) > 20
 
 
 @pytest.mark.parametrize(("size", "c5"), [(32, 4), (48, 6), (64, 4), (96, 6), (224, 7)])
