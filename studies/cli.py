@@ -204,12 +204,10 @@ def dashboard(study_file: StudyFile = None, storage: Storage = None, study: Stud
 
     if study_file is None and storage is None:
         raise StudyError("give the study file or --storage URL")
-    info = st.parse(storage) if storage else st.resolve(_config(study_file))  # type: ignore[arg-type]
-    if info.kind == "journal":
-        raise StudyError(f"the dashboard reads SQL storages only; for a journal file run "
-                         f"`optuna-dashboard {info.path}` (feasibility may show wrongly there)")
+    config = _config(study_file) if study_file is not None else None
+    info = st.parse(storage) if storage else st.resolve(config)  # type: ignore[arg-type]
     out.print(f"dashboard for {st.mask(info.url)} on http://{host}:{port}")
-    serve(info.url, host=host, port=port)
+    serve(info, host=host, port=port, artifacts=st.artifact_dir(config, info))
 
 
 @app.command()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -22,6 +23,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from studies.constraints import LEGACY_KEY, feasible, needs_legacy_list
+from studies.storage import StorageInfo, open_storage, parse
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +31,25 @@ FrontFn = Callable[[Sequence[FrozenTrial], Sequence[StudyDirection]], list[Froze
 _UNPATCHED_FRONT: FrontFn | None = None
 
 
-def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(
+    storage_url: str | StorageInfo, host: str = "127.0.0.1", port: int = 8080, artifacts: Path | None = None
+) -> None:
     """Serve optuna-dashboard for every study in `storage_url` until interrupted (blocking).
 
+    Takes any attnas storage URL, journal files included (optuna-dashboard's own URL parsing knows only
+    SQL), and the artifact folder so each trial's spec JSON and checkpoint can be downloaded from its page.
     Binds to 127.0.0.1 by default: the dashboard can delete studies and has no authentication.
     """
     import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
 
-    storage = optuna.storages.get_storage(storage_url)
+    info = parse(storage_url) if isinstance(storage_url, str) else storage_url
+    storage = open_storage(info)
     for name in optuna.get_all_study_names(storage):
         backfill_legacy_constraints(optuna.load_study(study_name=name, storage=storage))
     patch_dashboard_front()
-    optuna_dashboard.run_server(storage_url, host=host, port=port)
+    store = FileSystemArtifactStore(str(artifacts)) if artifacts is not None and artifacts.is_dir() else None
+    optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=store)
 
 
 def dashboard_app(storage: str | BaseStorage) -> Any:

@@ -135,9 +135,9 @@ def unreachable(url: str, exc: BaseException) -> StudyError:
     )
 
 
-def artifact_dir(config: StudyConfig, info: StorageInfo) -> Path:
+def artifact_dir(config: StudyConfig | None, info: StorageInfo) -> Path:
     """Where trial artifacts (spec JSON, checkpoints) go: configured, or next to the storage file."""
-    if config.artifacts:
+    if config is not None and config.artifacts:
         return Path(config.artifacts)
     if info.path is not None:
         return info.path.parent / f"{info.path.stem}-artifacts"

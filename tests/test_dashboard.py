@@ -126,3 +126,48 @@ def poll_json(url: str, deadline: float, log: Path | None = None) -> dict[str, A
             if time.monotonic() > deadline:
                 raise AssertionError(f"{url}: {exc}; server log: {log and log.read_text()}") from exc
             time.sleep(0.2)
+
+
+def test_serve_reads_a_journal_file_and_serves_trial_artifacts(tmp_path: Path) -> None:
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal, artifacts = tmp_path / "study.log", tmp_path / "study-artifacts"
+    artifacts.mkdir()
+    study = make_study(synthetic_records(6, seed=1), storage=JournalStorage(JournalFileBackend(str(journal))))
+    trial = study.ask()
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text('{"backbone": "resnet50"}')
+    artifact_id = upload_artifact(
+        artifact_store=FileSystemArtifactStore(str(artifacts)), file_path=str(spec_file), study_or_trial=trial
+    )
+    study.tell(trial, [0.5, 4.2])
+    port = free_port()
+    url = f"journal://{journal}"
+    code = (
+        "from pathlib import Path; from studies.dashboard import serve; "
+        f"serve({url!r}, port={port}, artifacts=Path({str(artifacts)!r}))"
+    )
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        summaries = poll_json(f"{base}/api/studies", deadline=time.monotonic() + 30, log=tmp_path / "serve.log")
+        study_id = summaries["study_summaries"][0]["study_id"]
+        detail = poll_json(f"{base}/api/studies/{study_id}", deadline=0)
+        last = detail["trials"][-1]
+        with urllib.request.urlopen(f"{base}/artifacts/{study_id}/{last['trial_id']}/{artifact_id}") as response:
+            served = response.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+    assert detail["directions"] == ["maximize", "minimize"]
+    by_number = {t["number"]: t for t in detail["trials"][:-1]}
+    assert {n: t["constraints"] for n, t in by_number.items()} == {
+        t.number: [t.values[1] - BUDGET] for t in study.trials[:-1]
+    }
+    assert sorted(t["number"] for t in detail["best_trials"]) == sorted(t.number for t in study.best_trials)
+    assert [a["artifact_id"] for a in last["artifacts"]] == [artifact_id]
+    assert served == spec_file.read_bytes()
