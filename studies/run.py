@@ -94,13 +94,23 @@ def context(config: StudyConfig) -> Context:
 
 # -- the queue ----------------------------------------------------------------------------------------------
 def claim(ctx: Context, study: optuna.Study) -> optuna.Trial | None:
-    """Take one WAITING trial (atomically: set_trial_state_values refuses a trial already taken)."""
+    """Take one WAITING trial (atomically: set_trial_state_values refuses a trial already taken).
+
+    On SQL storages the heartbeat row is written *before* the claim: Optuna never declares a RUNNING
+    trial without one stale, so a worker dying between the claim and its first beat would otherwise
+    leave the trial RUNNING forever and the study one short.
+    """
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         try:
+            if ctx.info.kind != "journal":
+                ctx.storage.record_heartbeat(frozen._trial_id)
             if ctx.storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
                 return optuna.Trial(study, frozen._trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
+        except Exception as exc:  # two workers inserting the same heartbeat row: the other one claims it
+            if type(exc).__name__ != "IntegrityError":
+                raise
     return None
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+import time
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -101,3 +103,26 @@ def test_each_trained_trial_is_tracked_with_its_curves(tiny_study, monkeypatch) 
     assert run["config"]["spec"] == trial.user_attrs["spec"] and run["config"]["schedule"]["epochs"] == 2
     assert [e for e, _ in run["epochs"]] == [1, 2]  # 1-based, as trainer.EpochStats counts
     assert run["summary"]["top1"] == trial.values[0] and run["failed"] is False
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql"])
+def test_a_worker_dying_right_after_its_claim_costs_a_retry(kind, tiny_study, tmp_path, monkeypatch, request) -> None:
+    """The narrowest window: the trial is RUNNING but its worker died before its heartbeat thread beat once."""
+    from studies import storage as st
+    from studies.run import claim, recover_stale
+
+    monkeypatch.setattr(st, "GRACE_S", 2)
+    storage = {"sqlite": None, "journal": f"journal://{tmp_path}/s.log"}.get(kind) or request.getfixturevalue("pg_url")
+    ctx, study = start(read_file(tiny_study(storage, trials=2)))
+    try:
+        dead = claim(ctx, study)  # and no heartbeat thread: the worker is gone
+        assert dead is not None and recover_stale(ctx, study) == []  # still within the grace period
+        time.sleep(3.5)
+        assert recover_stale(ctx, study) == [dead.number]
+        trials = study.get_trials()
+        assert trials[dead.number].state == TrialState.FAIL
+        retry = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+        assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+    finally:
+        if kind == "postgresql":
+            optuna.delete_study(study_name=study.study_name, storage=ctx.storage)
