@@ -19,12 +19,16 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import elementwise_flop_counter, get_shape
+
+with warnings.catch_warnings():  # fvcore's focal loss calls torch.jit.script at import: noise for our users
+    warnings.simplefilter("ignore", FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import elementwise_flop_counter, get_shape
 
 from search_space import ArchSpec, build_model
 

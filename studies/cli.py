@@ -105,7 +105,7 @@ def _work(config: cfg.StudyConfig) -> Any:
         hooks = Hooks(
             on_start=lambda n, name: progress.update(task, description=f"trial {n} {name}"),
             on_epoch=lambda n, s: progress.update(task, description=f"trial {n} epoch {s.epoch}/{epochs}"),
-            on_end=lambda t: progress.update(task, completed=_done(study), description=_ended(t)),
+            on_end=lambda t: (progress.console.print(_ended(t)), progress.update(task, completed=_done(study))),
         )
         stats = work(ctx, study, hooks)
     out.print(f"this worker ran {stats.ran} trial(s), {stats.failed} failed")
@@ -119,8 +119,14 @@ def _done(study: Any) -> int:
 
 
 def _ended(trial: Any) -> str:
+    """One line per finished trial; an over-budget spec says so instead of showing its untrained 0% top-1."""
     scores = trial.user_attrs.get("scores") or {}
-    return f"trial {trial.number} {trial.state.name.lower()} top-1 {scores.get('top1') or 0:.3f}"
+    head = f"trial {trial.number} {trial.state.name.lower()}"
+    if scores.get("status") == "over_budget":
+        return f"{head}: over the FLOP budget ({scores.get('gflops', 0):.2f} GFLOPs), not trained"
+    if trial.user_attrs.get("reused_from") is not None:
+        return f"{head}: same spec as trial {trial.user_attrs['reused_from']}, reused"
+    return f"{head} top-1 {scores.get('top1') or 0:.3f}"
 
 
 @app.command()
@@ -281,8 +287,7 @@ def main() -> None:
     try:
         code = typer.main.get_command(app).main(standalone_mode=False)
     except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
+        code = 130
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -291,6 +296,8 @@ def main() -> None:
         line = " ".join(str(message).split())
         print(f"error: {st.mask(line)}", file=sys.stderr)
         sys.exit(1)
+    if code == 130:  # typer turns Ctrl-C into exit code 130 (click's Abort where typer does not)
+        print("interrupted: a trial that was running is queued again; run the same command to resume", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
 
 

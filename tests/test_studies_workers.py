@@ -104,3 +104,36 @@ def test_killed_worker_costs_a_retry_not_a_trial(storage_url: str, tiny_study, c
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == trials[killed].params  # the same architecture, re-run
+
+
+@pytest.mark.slow
+def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(tiny_study, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/ctrl-c.db"
+    path = tiny_study(url, trials=3, epochs=3, name="ctrl-c")
+    worker = _worker(path)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            running = _open(url, "ctrl-c").get_trials(states=(TrialState.RUNNING,))
+        except KeyError:
+            continue
+        if running and "spec" in running[0].user_attrs:
+            worker.send_signal(signal.SIGINT)
+            _, stderr = worker.communicate(timeout=30)
+            interrupted = running[0].number
+            break
+    else:
+        worker.kill()
+        pytest.fail("the worker never started a trial")
+    assert worker.returncode == 130 and "run the same command to resume" in stderr
+    trials = _open(url, "ctrl-c").get_trials()
+    assert trials[interrupted].state == TrialState.FAIL
+    assert trials[interrupted].user_attrs["error"] == "interrupted"
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == interrupted]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+
+    _finish([_worker(path)])
+    trials = _check_exact(_open(url, "ctrl-c"), 3)
+    rerun = next(t for t in trials if t.system_attrs.get("failed_trial") == interrupted)
+    assert rerun.state == TrialState.COMPLETE and rerun.params == trials[interrupted].params
