@@ -253,10 +253,14 @@ def train(spec_file: Path, data: Annotated[Path, typer.Option("--data")],
           resolution: int = 64, epochs: int = 5, batch_size: int = 128, width_mult: float = 1.0, seed: int = 0,
           device: str = "cpu",
           as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+          val: Annotated[bool, typer.Option("--val", help="Also score the trained model on val/ (final numbers "
+                                                         "only: never pick architectures by them).")] = False,
+          runs: Annotated[Path, typer.Option("--runs", help="Checkpoint folder: a rerun resumes there.")] =
+          Path(".attnas/runs"),
           ) -> None:
     """Proxy-train one architecture (spec JSON) on an ImageFolder tree."""
     from search_space import ArchSpec
-    from trainer import Schedule, SubsetSpec, proxy_train
+    from trainer import Schedule, SubsetSpec, proxy_train, score_on_val
 
     if not spec_file.is_file():
         raise StudyError(f"spec file {spec_file} does not exist; write one with `attnas pick`")
@@ -266,13 +270,19 @@ def train(spec_file: Path, data: Annotated[Path, typer.Option("--data")],
     picked: str | tuple[str, ...] = tuple(classes.split(",")) if "," in classes else classes
     subset = SubsetSpec(str(data), picked, train_per_class, holdout_per_class, resolution, seed)
     schedule = Schedule(epochs=epochs, batch_size=batch_size, width_mult=width_mult, seed=seed)
-    result = proxy_train(spec, subset, schedule, device, progress=not as_json)
+    result = proxy_train(spec, subset, schedule, device, checkpoint_dir=runs, progress=not as_json)
     summary = {k: getattr(result, k) for k in ("top1", "top5", "epochs", "seconds", "images_per_s", "status")}
+    if val and result.status == "ok":
+        final = score_on_val(spec, subset, schedule, str(result.checkpoint), device, progress=not as_json)
+        summary.update(val_top1=final.top1, val_top5=final.top5, val_images=final.images, checkpoint=result.checkpoint)
     if as_json:
         print(json.dumps(summary))
-    else:
-        out.print(f"{spec.name}: top-1 {100 * result.top1:.1f}%, top-5 {100 * result.top5:.1f}%, "
-                  f"{result.seconds:.1f} s ({result.status})")
+        return
+    out.print(f"{spec.name}: held-out top-1 {100 * result.top1:.1f}%, top-5 {100 * result.top5:.1f}%, "
+              f"{result.seconds:.1f} s ({result.status}); checkpoint {result.checkpoint}")
+    if "val_top1" in summary:
+        out.print(f"val/: top-1 {100 * summary['val_top1']:.1f}%, top-5 {100 * summary['val_top5']:.1f}% "
+                  f"on {summary['val_images']} images")
 
 
 def main() -> None:

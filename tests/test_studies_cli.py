@@ -124,11 +124,20 @@ def test_digits_and_train_json(tmp_path: Path, attnas_cache: Path, monkeypatch: 
     assert attnas("digits", str(tmp_path / "digits")).returncode == 0
     spec = tmp_path / "spec.json"
     spec.write_text('{"backbone": "resnet18", "stages": {"c4": {"kind": "se", "ratio": 16}}}')
-    proc = attnas("train", str(spec), "--data", str(tmp_path / "digits"), "--train-per-class", "10",
-                  "--holdout-per-class", "4", "--resolution", "16", "--epochs", "1", "--batch-size", "32",
-                  "--width-mult", "0.125", "--json")
+    args = ["train", str(spec), "--data", str(tmp_path / "digits"), "--train-per-class", "10",
+            "--holdout-per-class", "4", "--resolution", "16", "--epochs", "1", "--batch-size", "32",
+            "--width-mult", "0.125", "--runs", str(tmp_path / "runs"), "--json"]
+    proc = attnas(*args)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert set(result) == {"top1", "top5", "epochs", "seconds", "images_per_s", "status"}
     assert result["epochs"] == 1 and 0.0 <= result["top1"] <= 1.0
+    # --val: the finished run is resumed from its checkpoint (same metrics), then scored on val/
+    proc = attnas(*args, "--val")
+    assert proc.returncode == 0, proc.stderr
+    final = json.loads(proc.stdout)
+    assert {k: final[k] for k in ("top1", "top5", "epochs")} == {k: result[k] for k in ("top1", "top5", "epochs")}
+    assert final["val_images"] == len(list((tmp_path / "digits" / "val").glob("*/*.JPEG")))
+    assert 0.0 <= final["val_top1"] <= final["val_top5"] <= 1.0
+    assert Path(final["checkpoint"]).is_relative_to(tmp_path / "runs")
     assert_one_line_error(attnas("train", str(spec), "--data", str(tmp_path / "none")), "--data", "does not exist")

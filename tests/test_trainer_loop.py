@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from search_space import ArchSpec
-from trainer import ProxyResult, Schedule, SubsetSpec, proxy_train, write_digits_tree
+from trainer import DataError, ProxyResult, Schedule, SubsetSpec, proxy_train, score_on_val, write_digits_tree
 from trainer.augment import Normalizer, crop_params
 
 SPEC = ArchSpec(backbone="resnet18")
@@ -32,15 +33,48 @@ def metrics(result: ProxyResult) -> list[tuple[float, float, float]]:
     return [(h.train_loss, h.top1, h.top5) for h in result.history]
 
 
-def test_a_thin_resnet18_learns_digits(digits):
+@pytest.fixture(scope="module")
+def learned(digits, tmp_path_factory) -> tuple[SubsetSpec, ProxyResult, list]:
+    """One real 4-epoch run on all of digits (checkpointed), shared by the learning and val/ tests."""
     subset = SubsetSpec(root=str(digits[0]), holdout_per_class=30, resolution=32)
-    seen = []
-    result = proxy_train(SPEC, subset, replace(QUICK, epochs=4), cache_dir=digits[1], on_epoch=seen.append)
+    seen: list = []
+    result = proxy_train(SPEC, subset, replace(QUICK, epochs=4), cache_dir=digits[1], on_epoch=seen.append,
+                         checkpoint_dir=tmp_path_factory.mktemp("runs"))
+    return subset, result, seen
+
+
+def test_a_thin_resnet18_learns_digits(learned):
+    _, result, seen = learned
     assert result.status == "ok" and result.epochs == 4 and len(seen) == 4
     assert result.top1 >= 0.90, result.history
     assert result.top5 >= result.top1 and result.images_per_s > 0 and result.seconds > 0
     assert seen[-1].train_loss < seen[0].train_loss
     assert set(result.to_dict()) >= {"top1", "top5", "epochs", "seconds", "images_per_s", "status"}
+
+
+def test_val_is_scored_only_on_request_with_the_trained_labels(learned, tmp_path):
+    subset, result, _ = learned
+    val = Path(subset.root) / "val"
+    final = score_on_val(SPEC, subset, replace(QUICK, epochs=4), result.checkpoint)
+    assert final.images == len(list(val.glob("*/*.JPEG"))) and final.skipped == ()
+    assert final.top1 >= 0.85  # labels in the training order: a shuffled mapping would score ~10%
+    assert final.top5 >= final.top1
+
+    # a copy whose val/ lacks one class and holds one corrupt file: scored on the rest, the file listed
+    tree = tmp_path / "tree"
+    shutil.copytree(subset.root, tree)
+    shutil.rmtree(tree / "val" / "9")
+    broken = sorted((tree / "val" / "3").iterdir())[0]
+    broken.write_bytes(b"not a jpeg")
+    partial = score_on_val(SPEC, replace(subset, root=str(tree)), replace(QUICK, epochs=4), result.checkpoint)
+    assert partial.skipped == (str(broken),)
+    assert partial.images == final.images - len(list((val / "9").iterdir())) - 1
+
+    shutil.rmtree(tree / "val")
+    with pytest.raises(DataError, match="val"):
+        score_on_val(SPEC, replace(subset, root=str(tree)), QUICK, result.checkpoint)
+    with pytest.raises(DataError, match="checkpoint"):
+        score_on_val(SPEC, subset, QUICK, tmp_path / "missing.pt")
 
 
 def test_same_seed_same_metrics_other_seed_other_metrics(digits):

@@ -2,6 +2,7 @@
 
 from trainer.cache import Cache, load_cache
 from trainer.digits import write_digits_tree
+from trainer.final import ValResult, score_on_val, val_items
 from trainer.loop import proxy_train
 from trainer.schedule import EpochStats, ProxyResult, Schedule, ScheduleError
 from trainer.subsets import DataError, SubsetSpec, default_cache_dir, split_subset
@@ -14,9 +15,12 @@ __all__ = [
     "Schedule",
     "ScheduleError",
     "SubsetSpec",
+    "ValResult",
     "default_cache_dir",
     "load_cache",
     "proxy_train",
+    "score_on_val",
     "split_subset",
+    "val_items",
     "write_digits_tree",
 ]

@@ -1,0 +1,88 @@
+"""Final reporting on `val/`: the number a search must never see, measured once for a picked architecture.
+
+The search scores architectures on a held-out split carved out of `train/`; `val/` is only read here,
+after training, so the figure a user publishes was never used to choose what they publish. The val
+images are decoded at the proxy's resolution with the cache's own decoder (same resize, same centre
+square), labelled in the training subset's class order, and not cached: a final report runs once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.augment import Normalizer
+from trainer.cache import CachedSplit, _decode_into
+from trainer.checkpoint import load_checkpoint
+from trainer.loop import _build_model, _to_device, evaluate
+from trainer.schedule import Schedule
+from trainer.subsets import DataError, SubsetSpec, class_files, split_dir, split_subset
+
+
+@dataclass(frozen=True)
+class ValResult:
+    """Top-1/top-5 on val/ (fractions), how many images were scored, and which files could not be read."""
+
+    top1: float
+    top5: float
+    images: int
+    skipped: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def val_items(subset: SubsetSpec) -> list[tuple[str, int]]:
+    """(path, label) of every val/ image of the subset's classes, labelled as the trained model was."""
+    classes = split_subset(subset).classes
+    folder = split_dir(subset, "val")
+    items = [
+        (str(folder / wnid / name), label)
+        for label, wnid in enumerate(classes)
+        if (folder / wnid).is_dir()
+        for name in class_files(folder / wnid)
+    ]
+    if not items:
+        raise DataError(f"{folder} holds no images of the subset's {len(classes)} classes; "
+                        "val/ must use the same class folder names as train/")
+    return items
+
+
+def score_on_val(
+    spec: Any,
+    subset: SubsetSpec,
+    schedule: Schedule,
+    checkpoint: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    progress: bool = False,
+) -> ValResult:
+    """Load the trained weights from `checkpoint` (a proxy_train checkpoint) and score them on val/."""
+    saved = load_checkpoint(Path(checkpoint))
+    if saved is None:
+        raise DataError(f"checkpoint {checkpoint} is missing or unreadable; train with a checkpoint folder first")
+    items = val_items(subset)
+    device = torch.device(device)
+    model = _build_model(spec, len(split_subset(subset).classes), subset.resolution, schedule)
+    model.load_state_dict(saved["model"])
+    model = model.to(device)
+    if schedule.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    from tqdm import tqdm
+
+    with tempfile.TemporaryDirectory(prefix="attnas-val-") as tmp:
+        target = Path(tmp) / "val_images.npy"
+        with tqdm(total=len(items), desc="decoding val/", unit="img", disable=not progress) as bar:
+            errors = _decode_into(target, [p for p, _ in items], subset.resolution, bar, None)
+        images = np.load(target)
+    labels = np.array([y for (_, y), err in zip(items, errors, strict=True) if err is None], dtype=np.int64)
+    split = _to_device(CachedSplit(images, labels), device)
+    amp = device.type == "cuda" and schedule.amp
+    top1, top5 = evaluate(model, split, Normalizer(device, schedule.channels_last), amp)
+    skipped = tuple(p for (p, _), err in zip(items, errors, strict=True) if err)
+    return ValResult(top1, top5, len(labels), skipped)
