@@ -188,7 +188,8 @@ def pick(study_file: StudyFile = None, storage: Storage = None, study: StudyName
     path.write_text(spec.to_json(indent=2) + "\n")
     out.print(f"{spec.name}: top-1 {100 * (row.top1 or 0):.1f}%, {row.gflops:.3f} GFLOPs (trial {row.trial})")
     out.print(f"wrote {path}; build it with:\n  from search_space import ArchSpec, build_model\n"
-              f"  model = build_model(ArchSpec.from_json(open({str(path)!r}).read()), num_classes=1000)")
+              f"  model = build_model(ArchSpec.from_json(open({str(path)!r}).read()), num_classes=1000)\n"
+              f"or retrain it and report its val/ accuracy: attnas train {path} --data DIR --val")
 
 
 @app.command()
