@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, get_args
 
@@ -254,12 +255,54 @@ class ArchSpec:
         )
 
     @classmethod
+    def from_name(cls, name: str) -> ArchSpec:
+        """The spec a `name` stands for (its exact inverse), so a name from a table can be typed back in."""
+        parts = name.strip().split("-")
+        head = re.fullmatch(r"(r\d+)(?:x([\d.]+))?", parts[0])
+        backbones = {v: k for k, v in _SHORT.items()}
+        if head is None or head.group(1) not in backbones or len(parts) != len(STAGES) + 1:
+            raise SpecError(f"spec name {name!r}: expected e.g. r50-c2:none-c3:gc16a-c4:se16s-c5:nl2a1 "
+                            f"(backbone {'/'.join(backbones)}, then one entry per stage {', '.join(STAGES)})")
+        stages = []
+        for stage, part in zip(STAGES, parts[1:], strict=True):
+            where, _, short = part.partition(":")
+            if where != stage:
+                raise SpecError(f"spec name {name!r}: expected stage {stage} where it says {where!r}")
+            stages.append(_attention_from_short(short, f"{name}: {stage}"))
+        return cls(backbones[head.group(1)], float(head.group(2) or 1.0), tuple(stages))
+
+    @classmethod
     def from_json(cls, text: str) -> ArchSpec:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(f"spec JSON is not valid JSON ({exc}); expected the format `attnas pick` writes") from exc
         return cls.from_dict(data)
+
+
+_SHORT_PATTERNS = {
+    "se": re.compile(r"se(?P<ratio>\d+)(?P<fusion>[as])"),
+    "gc": re.compile(r"gc(?P<ratio>\d+)(?P<fusion>[as])(?P<avg>m?)"),
+    "nl": re.compile(r"nl(?:(?P<den>\d+)|w(?P<width>[\d.]+))(?P<fusion>[as])(?P<count>\d+)(?P<sub>p?)"),
+}
+
+
+def _attention_from_short(short: str, where: str) -> Attention:
+    """One stage's `short()` back to its setting (the grammar of SE/GC/NL.short)."""
+    if short == "none":
+        return NoAttn()
+    pattern = _SHORT_PATTERNS.get(short[:2])
+    match = pattern.fullmatch(short) if pattern else None
+    if match is None:
+        raise SpecError(f"{where}: {short!r} is not a stage setting; write none, se16s, gc16a, gc16am or nl2a1")
+    g = match.groupdict()
+    fusion = "add" if g["fusion"] == "a" else "scale"
+    if short.startswith("se"):
+        return SE(int(g["ratio"]), fusion)
+    if short.startswith("gc"):
+        return GC(int(g["ratio"]), fusion, "avg" if g["avg"] else "att")
+    width = 1 / int(g["den"]) if g["den"] else float(g["width"])
+    return NL(width, int(g["count"]), fusion, bool(g["sub"]))
 
 
 def scaled_channels(channels: int, width: float, divisor: int = 8) -> int:

@@ -286,6 +286,38 @@ def train(spec_file: Path, data: Annotated[Path, typer.Option("--data")],
                   f"on {summary['val_images']} images")
 
 
+@app.command()
+def flops(spec: Annotated[str, typer.Argument(help="A spec JSON file, or a spec name like r50-c2:none-c3:gc16a-...")],
+          resolution: int = 224,
+          as_json: Annotated[bool, typer.Option("--json", help="Print the count as one JSON object.")] = False,
+          ) -> None:
+    """FLOPs (fvcore's default and complete) and parameters of one architecture at a deployment resolution."""
+    from objectives import count_flops, count_params
+    from search_space import ArchSpec
+
+    path = Path(spec)
+    if path.suffix == ".json" and not path.is_file():
+        raise StudyError(f"spec file {spec} does not exist; give a spec JSON file (`attnas pick` writes one) "
+                         "or a spec name such as r50-c2:none-c3:gc16a-c4:se16s-c5:nl2a1")
+    arch = ArchSpec.from_json(path.read_text()) if path.is_file() else ArchSpec.from_name(spec)
+    count, params = count_flops(arch, resolution), count_params(arch)
+    if as_json:
+        print(json.dumps({"name": arch.name, "id": arch.id, "params": params, **count.to_dict()}))
+        return
+    out.print(f"{arch.name} at {resolution} px: {params:,} parameters")
+    table = Table()
+    for column in ("section", "GFLOPs (complete)"):
+        table.add_column(column, justify="right" if column != "section" else "left")
+    for section, n in count.per_stage.items():
+        table.add_row(section, f"{n / 1e9:.4f}")
+    table.add_row("total", f"{count.gflops:.4f}")
+    out.print(table)
+    out.print(f"fvcore default {count.fvcore / 1e9:.4f} G (without BatchNorm {count.fvcore_no_bn / 1e9:.4f} G); "
+              f"complete adds softmax, sigmoid, elementwise mul/add, mean and max-pool: {count.gflops:.4f} G")
+    if count.uncounted:
+        out.print(f"operators counted in neither: {', '.join(count.uncounted)}")
+
+
 def main() -> None:
     """Entry point: run the app; user errors become one masked `error:` line and exit status 1."""
     import click

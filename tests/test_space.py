@@ -95,3 +95,28 @@ def test_impossible_spaces_are_refused_naming_the_field(data, message):
 def test_missing_space_file_is_refused(tmp_path):
     with pytest.raises(SpecError, match="does not exist"):
         SearchSpace.from_file(tmp_path / "nope.toml")
+
+
+def test_every_name_of_a_space_reads_back_as_its_spec():
+    """`ArchSpec.from_name` inverts `name` over every option: kinds, ratios, fusions, poolings, NL settings."""
+    space = SearchSpace.from_dict({
+        "backbones": ["resnet50"], "widths": [1.0, 0.25],
+        "kinds": {"c2": ["none", "se"], "c3": ["gc"], "c4": ["nl", "se"], "c5": ["nl", "gc"]},
+        "ratios": [4, 16], "fusions": ["add", "scale"], "poolings": ["att", "avg"],
+        "nl_widths": [0.5, 0.25, 0.3], "nl_counts": [1, 2], "nl_subsample": [False, True],
+    })
+    specs = list(space.enumerate())
+    assert len(specs) > 1000
+    assert all(ArchSpec.from_name(s.name) == s for s in specs)
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("r51-c2:none-c3:none-c4:none-c5:none", "backbone r18/r34/r50/r101"),
+    ("r50-c2:none-c3:none-c4:none", "one entry per stage"),
+    ("r50-c2:none-c4:none-c3:none-c5:none", "expected stage c3"),
+    ("r50-c2:none-c3:gc16x-c4:none-c5:none", "c3: 'gc16x' is not a stage setting"),
+    ("r50-c2:none-c3:none-c4:se0s-c5:none", "stages.c4.ratio"),
+])
+def test_bad_names_are_refused_naming_the_part(name, message):
+    with pytest.raises(SpecError, match=message):
+        ArchSpec.from_name(name)

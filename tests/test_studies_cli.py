@@ -141,3 +141,19 @@ def test_digits_and_train_json(tmp_path: Path, attnas_cache: Path, monkeypatch: 
     assert 0.0 <= final["val_top1"] <= final["val_top5"] <= 1.0
     assert Path(final["checkpoint"]).is_relative_to(tmp_path / "runs")
     assert_one_line_error(attnas("train", str(spec), "--data", str(tmp_path / "none")), "--data", "does not exist")
+
+
+def test_flops_counts_a_spec_given_by_name_or_file(tmp_path: Path) -> None:
+    plain = json.loads(attnas("flops", "r50-c2:none-c3:none-c4:none-c5:none", "--json").stdout)
+    assert (plain["params"], plain["fvcore"], plain["fvcore_no_bn"]) == (25_557_032, 4_111_512_576, 4_089_284_608)
+    spec = tmp_path / "gc.json"
+    spec.write_text('{"backbone": "resnet50", "stages": {"c3": {"kind": "gc"}, "c4": {"kind": "gc"}, '
+                    '"c5": {"kind": "gc"}}}')
+    by_file = json.loads(attnas("flops", str(spec), "--json").stdout)
+    by_name = json.loads(attnas("flops", by_file["name"], "--json").stdout)
+    assert by_file == by_name and by_file["params"] == 28_078_773  # the GC paper's 28.08M
+    assert by_file["complete"] > by_file["fvcore"] > plain["fvcore"]
+    small = json.loads(attnas("flops", by_file["name"], "--resolution", "112", "--json").stdout)
+    assert small["resolution"] == 112 and small["complete"] < by_file["complete"] / 3
+    assert_one_line_error(attnas("flops", "r50-c2:none"), "spec name", "one entry per stage")
+    assert_one_line_error(attnas("flops", str(tmp_path / "missing.json")), "does not exist")
