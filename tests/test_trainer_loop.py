@@ -165,3 +165,18 @@ def test_norms_and_biases_get_no_weight_decay():
     assert decayed["weight_decay"] == 1e-4 and all(p.ndim > 1 for p in decayed["params"])
     assert plain["weight_decay"] == 0.0 and len(plain["params"]) == 4  # conv bias, bn weight+bias, fc bias
     assert decayed["nesterov"] is True
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on CPU needs a C++ compiler (install g++ to run this test)")
+def test_torch_compile_option_trains_the_same_network(digits):
+    """`Schedule.compile` wraps the forward pass: same seed, same data, the same losses up to kernel rounding."""
+    schedule = replace(QUICK, epochs=1)
+    from torch._dynamo.utils import counters
+
+    eager = proxy_train(SPEC, small(digits), schedule, cache_dir=digits[1])
+    graphs = counters["stats"]["unique_graphs"]
+    compiled = proxy_train(SPEC, small(digits), replace(schedule, compile=True), cache_dir=digits[1])
+    assert counters["stats"]["unique_graphs"] > graphs  # dynamo really compiled the forward pass
+    assert compiled.status == "ok"
+    assert compiled.history[0].train_loss == pytest.approx(eager.history[0].train_loss, rel=0.02)
