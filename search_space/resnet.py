@@ -24,7 +24,22 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
 
 
-class BasicBlock(nn.Module):
+class _Residual(nn.Module):
+    """Where attention goes, in one place for both block types (the papers' placements)."""
+
+    attn: nn.Module | None
+    nl: nn.Module | None
+    relu: nn.ReLU
+
+    def merge(self, branch: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """SE/GC on the residual branch before the addition; NL after the block's final ReLU."""
+        if self.attn is not None:
+            branch = self.attn(branch)
+        out = self.relu(branch + identity)
+        return out if self.nl is None else self.nl(out)
+
+
+class BasicBlock(_Residual):
     expansion = 1
 
     def __init__(
@@ -44,14 +59,10 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.attn is not None:
-            out = self.attn(out)
-        out = self.relu(out + identity)
-        return out if self.nl is None else self.nl(out)
+        return self.merge(self.bn2(self.conv2(out)), identity)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Residual):
     expansion = 4
 
     def __init__(
@@ -74,11 +85,7 @@ class Bottleneck(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.attn is not None:
-            out = self.attn(out)
-        out = self.relu(out + identity)
-        return out if self.nl is None else self.nl(out)
+        return self.merge(self.bn3(self.conv3(out)), identity)
 
 
 def nl_positions(blocks: int, count: int) -> set[int]:
