@@ -100,6 +100,8 @@ def claim(ctx: Context, study: optuna.Study) -> optuna.Trial | None:
     trial without one stale, so a worker dying between the claim and its first beat would otherwise
     leave the trial RUNNING forever and the study one short.
     """
+    from sqlalchemy.exc import IntegrityError
+
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         try:
             if ctx.info.kind != "journal":
@@ -108,9 +110,8 @@ def claim(ctx: Context, study: optuna.Study) -> optuna.Trial | None:
                 return optuna.Trial(study, frozen._trial_id)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-        except Exception as exc:  # two workers inserting the same heartbeat row: the other one claims it
-            if type(exc).__name__ != "IntegrityError":
-                raise
+        except IntegrityError:  # two workers inserting the same heartbeat row: the other one claims it
+            continue
     return None
 
 
