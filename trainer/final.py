@@ -37,9 +37,8 @@ class ValResult:
         return asdict(self)
 
 
-def val_items(subset: SubsetSpec) -> list[tuple[str, int]]:
-    """(path, label) of every val/ image of the subset's classes, labelled as the trained model was."""
-    classes = split_subset(subset).classes
+def val_items(subset: SubsetSpec, classes: tuple[str, ...]) -> list[tuple[str, int]]:
+    """(path, label) of every val/ image of `classes` (the trained label order, `split_subset(...).classes`)."""
     folder = split_dir(subset, "val")
     items = [
         (str(folder / wnid / name), label)
@@ -66,9 +65,10 @@ def score_on_val(
     saved = load_checkpoint(Path(checkpoint))
     if saved is None:
         raise DataError(f"checkpoint {checkpoint} is missing or unreadable; train with a checkpoint folder first")
-    items = val_items(subset)
+    classes = split_subset(subset).classes  # lists train/ once: on ImageNet that is a large directory walk
+    items = val_items(subset, classes)
     device = torch.device(device)
-    model = _build_model(spec, len(split_subset(subset).classes), subset.resolution, schedule)
+    model = _build_model(spec, len(classes), subset.resolution, schedule)
     model.load_state_dict(saved["model"])
     model = model.to(device)
     if schedule.channels_last:
