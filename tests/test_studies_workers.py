@@ -52,6 +52,22 @@ def _check_exact(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
     return trials
 
 
+def _signal_mid_trial(worker: subprocess.Popen, url: str, name: str, sig: signal.Signals) -> int:
+    """Send `sig` to `worker` once it is training a trial (its spec recorded); returns that trial's number."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            running = _open(url, name).get_trials(states=(TrialState.RUNNING,))
+        except KeyError:
+            continue
+        if running and "spec" in running[0].user_attrs:
+            worker.send_signal(sig)
+            return running[0].number
+    worker.kill()
+    pytest.fail("the worker never started a trial")
+
+
 @pytest.fixture
 def cleanup():
     made: list[tuple[str, str]] = []
@@ -78,23 +94,8 @@ def test_killed_worker_costs_a_retry_not_a_trial(storage_url: str, tiny_study, c
     path = tiny_study(storage_url, trials=4, epochs=3, name=name)
     cleanup.append((storage_url, name))
     victim = _worker(path)
-    deadline = time.time() + 60
-    study = None
-    while time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            study = _open(storage_url, name)
-        except KeyError:
-            continue
-        running = study.get_trials(states=(TrialState.RUNNING,))
-        if running and "spec" in running[0].user_attrs:
-            victim.send_signal(signal.SIGKILL)
-            victim.wait(10)
-            killed = running[0].number
-            break
-    else:
-        victim.kill()
-        pytest.fail("the worker never started a trial")
+    killed = _signal_mid_trial(victim, storage_url, name, signal.SIGKILL)
+    victim.wait(10)
     assert _open(storage_url, name).trials[killed].state == TrialState.RUNNING  # left behind by the dead worker
 
     _finish([_worker(path), _worker(path)])
@@ -111,21 +112,8 @@ def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(tiny_study, tmp_p
     url = f"sqlite:///{tmp_path}/ctrl-c.db"
     path = tiny_study(url, trials=3, epochs=3, name="ctrl-c")
     worker = _worker(path)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            running = _open(url, "ctrl-c").get_trials(states=(TrialState.RUNNING,))
-        except KeyError:
-            continue
-        if running and "spec" in running[0].user_attrs:
-            worker.send_signal(signal.SIGINT)
-            _, stderr = worker.communicate(timeout=30)
-            interrupted = running[0].number
-            break
-    else:
-        worker.kill()
-        pytest.fail("the worker never started a trial")
+    interrupted = _signal_mid_trial(worker, url, "ctrl-c", signal.SIGINT)
+    _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 130 and "run the same command to resume" in stderr
     trials = _open(url, "ctrl-c").get_trials()
     assert trials[interrupted].state == TrialState.FAIL
