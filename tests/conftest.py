@@ -86,6 +86,7 @@ def pg_url() -> str:
     return PG_URL
 
 
+@pytest.fixture(scope="session")
 def attnas_exe() -> list[str]:
     """The installed console script (the real `attnas` command), next to this interpreter."""
     import sys
@@ -96,5 +97,35 @@ def attnas_exe() -> list[str]:
     return [str(script)]
 
 
-def cli_env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "WANDB_MODE": "disabled", **extra}
+@pytest.fixture(scope="session")
+def cli_env():
+    """A function(**extra) -> the environment for an `attnas` subprocess (wandb off, extras added)."""
+
+    def env(**extra: str) -> dict[str, str]:
+        return {**os.environ, "WANDB_MODE": "disabled", **extra}
+
+    return env
+
+
+@pytest.fixture(scope="session")
+def attnas(attnas_exe, cli_env):
+    """A function(*args, cwd=None, timeout=120, **env) running the real `attnas` command to completion."""
+    import subprocess
+
+    def run(*args: str, cwd: Path | None = None, timeout: int = 120, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*attnas_exe, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                              env=cli_env(**env))
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def attnas_popen(attnas_exe, cli_env):
+    """A function(*args, **env) starting the real `attnas` command in the background (stderr piped)."""
+    import subprocess
+
+    def start(*args: str, **env: str) -> subprocess.Popen:
+        return subprocess.Popen([*attnas_exe, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env=cli_env(**env))
+
+    return start

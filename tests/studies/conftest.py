@@ -7,9 +7,11 @@ the contract (values [top1, gflops], user_attrs spec/spec_id/spec_name/scores, c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
+import pytest
 
 from search_space.spec import GC, NL, SE, STAGES, ArchSpec, NoAttn
 from studies.constraints import set_constraints
@@ -102,3 +104,10 @@ def make_study(
     for record in records:
         record_trial(study, record, budget)
     return study
+
+
+@pytest.fixture(scope="session")
+def synthetic() -> SimpleNamespace:
+    """The synthetic-study helpers above, for tests: synthetic.make_study(synthetic.records(12)), ..."""
+    return SimpleNamespace(make_study=make_study, records=synthetic_records, record_trial=record_trial,
+                           spec_of=spec_of, budget=BUDGET)

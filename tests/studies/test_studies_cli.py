@@ -8,12 +8,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import attnas_exe, cli_env
-
-
-def attnas(*args: str, cwd: Path | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*attnas_exe(), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env=cli_env())
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -38,21 +32,21 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> s
         ('name = "x"\ntrials = [\n', ["not valid TOML"]),
     ],
 )
-def test_bad_study_file_is_one_line(tmp_path: Path, text: str, needles: list[str]) -> None:
+def test_bad_study_file_is_one_line(tmp_path: Path, text: str, needles: list[str], attnas) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
     assert_one_line_error(attnas("create", str(path), "--storage", f"sqlite:///{tmp_path}/x.db"), *needles)
     assert not (tmp_path / "x.db").exists() or not optuna.get_all_study_names(f"sqlite:///{tmp_path}/x.db")
 
 
-def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+def test_bad_yaml_and_missing_file(tmp_path: Path, attnas) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [x\n")
     assert_one_line_error(attnas("create", str(bad)), "not valid YAML")
     assert_one_line_error(attnas("create", str(tmp_path / "nope.toml")), "does not exist", "attnas init")
 
 
-def test_unreachable_database_masks_the_password(tiny_study) -> None:
+def test_unreachable_database_masks_the_password(tiny_study, attnas) -> None:
     path = tiny_study("postgresql://bob:s3cret@127.0.0.1:1/nodb")
     line = assert_one_line_error(attnas("create", str(path)), "cannot open storage", "bob:***@127.0.0.1:1")
     assert "s3cret" not in line
@@ -61,7 +55,7 @@ def test_unreachable_database_masks_the_password(tiny_study) -> None:
     assert "s3cret" not in line
 
 
-def test_missing_dataset_and_changed_space_leave_the_study_untouched(tiny_study, tmp_path: Path) -> None:
+def test_missing_dataset_and_changed_space_leave_the_study_untouched(tiny_study, tmp_path: Path, attnas) -> None:
     path = tiny_study(trials=2)
     proc = attnas("create", str(path))
     assert proc.returncode == 0, proc.stderr
@@ -81,7 +75,7 @@ def test_missing_dataset_and_changed_space_leave_the_study_untouched(tiny_study,
     assert all(t.state == optuna.trial.TrialState.WAITING for t in after.trials)
 
 
-def test_search_front_pick_and_optuna_cli(tiny_study, tmp_path: Path) -> None:
+def test_search_front_pick_and_optuna_cli(tiny_study, tmp_path: Path, attnas_exe, attnas) -> None:
     """The laptop path end to end, read back by `attnas front/pick` and by the standard optuna CLI."""
     path = tiny_study(trials=3)
     report = tmp_path / "r.html"
@@ -103,14 +97,14 @@ def test_search_front_pick_and_optuna_cli(tiny_study, tmp_path: Path) -> None:
     assert_one_line_error(attnas("pick", str(path), "--max-gflops", "0.001"), "no architecture within")
 
     storage = f"sqlite:///{tmp_path}/{path.stem}.db"
-    listed = subprocess.run([str(Path(attnas_exe()[0]).parent / "optuna"), "trials", "--storage", storage,
+    listed = subprocess.run([str(Path(attnas_exe[0]).parent / "optuna"), "trials", "--storage", storage,
                              "--study-name", path.stem, "-f", "json"], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert len(rows) == 3 and all(r["state"] == "COMPLETE" and len(r["values"]) == 2 for r in rows)
 
 
-def test_launch_dry_run_prints_the_sbatch_array(tiny_study) -> None:
+def test_launch_dry_run_prints_the_sbatch_array(tiny_study, attnas) -> None:
     path = tiny_study()
     proc = attnas("launch", str(path), "--slurm", "--workers", "5", "--partition", "gpu", "--dry-run")
     assert proc.returncode == 0, proc.stderr
@@ -118,7 +112,7 @@ def test_launch_dry_run_prints_the_sbatch_array(tiny_study) -> None:
     assert "SQLite" in proc.stderr  # the cluster warning for a sqlite storage
 
 
-def test_digits_and_train_json(tmp_path: Path, attnas_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_digits_and_train_json(tmp_path: Path, attnas_cache: Path, monkeypatch: pytest.MonkeyPatch, attnas) -> None:
     """`attnas digits` + `attnas train --json`: one JSON object on stdout with the ProxyResult keys."""
     monkeypatch.setenv("ATTNAS_CACHE", str(attnas_cache))
     assert attnas("digits", str(tmp_path / "digits")).returncode == 0
@@ -143,7 +137,7 @@ def test_digits_and_train_json(tmp_path: Path, attnas_cache: Path, monkeypatch: 
     assert_one_line_error(attnas("train", str(spec), "--data", str(tmp_path / "none")), "--data", "does not exist")
 
 
-def test_flops_counts_a_spec_given_by_name_or_file(tmp_path: Path) -> None:
+def test_flops_counts_a_spec_given_by_name_or_file(tmp_path: Path, attnas) -> None:
     plain = json.loads(attnas("flops", "r50-c2:none-c3:none-c4:none-c5:none", "--json").stdout)
     assert (plain["params"], plain["fvcore"], plain["fvcore_no_bn"]) == (25_557_032, 4_111_512_576, 4_089_284_608)
     spec = tmp_path / "gc.json"

@@ -1,14 +1,15 @@
-"""Helpers for the trainer tests: small ImageFolder trees with known defects, and a cache-building worker."""
+"""Trainer test fixtures: small ImageFolder trees (`write_tree`) and files with known defects (`corrupt`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
-def write_tree(root: Path, classes: dict[str, int], size: tuple[int, int] = (48, 40), seed: int = 0) -> Path:
+def _write_tree(root: Path, classes: dict[str, int], size: tuple[int, int] = (48, 40), seed: int = 0) -> Path:
     """`root/train/<class>/<i>.JPEG` with `classes[name]` noisy images each (0 makes an empty folder)."""
     rng = np.random.default_rng(seed)
     for name, count in classes.items():
@@ -20,15 +21,19 @@ def write_tree(root: Path, classes: dict[str, int], size: tuple[int, int] = (48,
     return root
 
 
-def corrupt(path: Path, how: str) -> None:
+def _corrupt(path: Path, how: str) -> None:
     """Truncate a JPEG to a third of its bytes, or overwrite it with bytes that are not an image."""
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3] if how == "truncate" else b"not a jpeg at all" * 10)
 
 
-def build_in_child(subset_json: str, cache_dir: str, queue) -> None:
-    """Process entry point: build (or reuse) a cache and report which build it got."""
-    from trainer import SubsetSpec, load_cache
+@pytest.fixture
+def write_tree():
+    """_write_tree(root, {class: n_images}, size=(w, h), seed=0) -> root."""
+    return _write_tree
 
-    cache = load_cache(SubsetSpec.from_json(subset_json), cache_dir)
-    queue.put((cache.manifest["build_id"], cache.train.images.shape[0], int(cache.train.images.sum())))
+
+@pytest.fixture
+def corrupt():
+    """_corrupt(path, "truncate" | "garbage")."""
+    return _corrupt

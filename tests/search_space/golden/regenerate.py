@@ -1,6 +1,6 @@
-"""Rewrite tests/golden/reference_specs.json from the current code (only after a deliberate change).
+"""Rewrite tests/search_space/golden/reference_specs.json from the current code (only after a deliberate change).
 
-Run: `.venv/bin/python tests/golden/regenerate.py`, then review the diff: every changed number must be
+Run: `.venv/bin/python tests/search_space/golden/regenerate.py`, then review the diff: every changed number must be
 explained in the commit message (as torchvision and pycls do for their pinned tables).
 """
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from studies_fixtures import make_study, synthetic_records
 
 from studies.constraints import feasible, set_constraints
 from studies.report import (
@@ -28,8 +27,8 @@ FRONT_RED, INFEASIBLE_GREY = (214, 39, 40), (176, 176, 176)
 
 
 @pytest.fixture(scope="module")
-def study() -> optuna.Study:
-    return make_study(synthetic_records(24, seed=1))
+def study(synthetic) -> optuna.Study:
+    return synthetic.make_study(synthetic.records(24, seed=1))
 
 
 def test_front_is_optunas_feasible_front_and_never_holds_infeasible_trials(study: optuna.Study) -> None:
@@ -72,10 +71,10 @@ def test_importances_are_deterministic_per_objective_and_stage_effects_are_means
     )
 
 
-def test_empty_tiny_and_single_objective_studies_still_give_a_page(tmp_path: Path) -> None:
+def test_empty_tiny_and_single_objective_studies_still_give_a_page(tmp_path: Path, synthetic) -> None:
     empty = optuna.create_study(study_name="empty", directions=["maximize", "minimize"])
     assert "No completed trials yet" in write_report(empty, tmp_path / "empty.html").read_text()
-    tiny = make_study(synthetic_records(1), name="tiny")
+    tiny = synthetic.make_study(synthetic.records(1), name="tiny")
     text = write_report(tiny, tmp_path / "tiny.html").read_text()
     assert "Parameter importances need" in text and 'id="pareto-plot"' in text
     single = optuna.create_study(study_name="single", direction="maximize")

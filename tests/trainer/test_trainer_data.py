@@ -8,7 +8,6 @@ import multiprocessing as mp
 import numpy as np
 import pytest
 import torch
-from trainer_fixtures import build_in_child, corrupt, write_tree
 
 import trainer.cache as cache_mod
 from trainer import DataError, SubsetSpec, load_cache, split_subset, write_digits_tree
@@ -36,7 +35,7 @@ def test_subset_spec_round_trips_with_a_stable_hash():
         SubsetSpec.from_dict({"root": "x", "colour": "red"})
 
 
-def test_split_is_deterministic_disjoint_and_never_reads_val(tmp_path):
+def test_split_is_deterministic_disjoint_and_never_reads_val(tmp_path, write_tree):
     root = write_tree(tmp_path / "tree", {"a": 12, "b": 12, "c": 12})
     (root / "val" / "a").mkdir(parents=True)
     subset = SubsetSpec(root=str(root), holdout_per_class=3, train_per_class=5, seed=1)
@@ -60,7 +59,7 @@ def test_split_is_deterministic_disjoint_and_never_reads_val(tmp_path):
         (lambda r: SubsetSpec(root=str(r / "tree"), classes="imagenette"), "10 not found"),
     ],
 )
-def test_bad_input_gets_a_one_line_data_error(tmp_path, make, message):
+def test_bad_input_gets_a_one_line_data_error(tmp_path, make, message, write_tree):
     write_tree(tmp_path / "tree", {"a": 4, "b": 6})
     (tmp_path / "val-only" / "val").mkdir(parents=True)
     with pytest.raises(DataError, match=message) as info:
@@ -68,7 +67,7 @@ def test_bad_input_gets_a_one_line_data_error(tmp_path, make, message):
     assert "\n" not in str(info.value)
 
 
-def test_corrupt_files_and_empty_classes_are_skipped_counted_and_listed(tmp_path, monkeypatch):
+def test_corrupt_files_and_empty_classes_are_skipped_counted_and_listed(tmp_path, monkeypatch, write_tree, corrupt):
     root = write_tree(tmp_path / "tree", {"a": 6, "b": 6, "empty": 0, "c": 6})
     corrupt(root / "train" / "a" / "002.JPEG", "truncate")
     corrupt(root / "train" / "c" / "005.JPEG", "garbage")
@@ -88,7 +87,7 @@ def test_corrupt_files_and_empty_classes_are_skipped_counted_and_listed(tmp_path
     assert cache.train.images.reshape(len(cache.train.labels), -1).std(axis=1).min() > 0  # no blank rows
 
 
-def test_a_cache_that_does_not_match_is_rebuilt(tmp_path):
+def test_a_cache_that_does_not_match_is_rebuilt(tmp_path, write_tree):
     root = write_tree(tmp_path / "tree", {"a": 5, "b": 5})
     subset = SubsetSpec(root=str(root), holdout_per_class=1, resolution=16)
     first = load_cache(subset, tmp_path / "cache")
@@ -106,7 +105,7 @@ def test_a_cache_that_does_not_match_is_rebuilt(tmp_path):
     assert load_cache(subset, tmp_path / "cache").manifest["classes"] == ["a", "b", "c"]
 
 
-def test_two_processes_building_the_same_cache_build_it_once(tmp_path):
+def test_two_processes_building_the_same_cache_build_it_once(tmp_path, write_tree):
     root = write_tree(tmp_path / "tree", {"a": 30, "b": 30}, size=(500, 375))
     subset = SubsetSpec(root=str(root), holdout_per_class=5, resolution=32)
     ctx = mp.get_context("spawn")
@@ -136,3 +135,11 @@ def test_digits_tree_is_an_imagenet_style_tree_written_once(tmp_path):
     cache = load_cache(SubsetSpec(root=str(root), holdout_per_class=10, resolution=32), tmp_path / "cache")
     image = torch.from_numpy(np.array(cache.holdout.images[0])).float()
     assert image.max() > 200 and image.min() < 50  # real strokes on a dark ground survived the JPEG
+
+
+def build_in_child(subset_json: str, cache_dir: str, queue) -> None:
+    """Process entry point: build (or reuse) a cache and report which build it got."""
+    from trainer import SubsetSpec, load_cache
+
+    cache = load_cache(SubsetSpec.from_json(subset_json), cache_dir)
+    queue.put((cache.manifest["build_id"], cache.train.images.shape[0], int(cache.train.images.sum())))

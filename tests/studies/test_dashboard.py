@@ -15,13 +15,12 @@ from wsgiref.util import setup_testing_defaults
 
 import optuna
 from optuna_dashboard._pareto_front import get_pareto_front_trials
-from studies_fixtures import BUDGET, make_study, synthetic_records
 
 from studies.constraints import feasible
 from studies.dashboard import backfill_legacy_constraints, dashboard_app
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def get_json(app: Any, path: str) -> dict[str, Any]:
@@ -45,9 +44,9 @@ def study_detail(app: Any, name: str) -> dict[str, Any]:
     return get_json(app, f"/api/studies/{study_id}")
 
 
-def test_dashboard_api_shows_two_objectives_and_feasibility(tmp_path: Path) -> None:
+def test_dashboard_api_shows_two_objectives_and_feasibility(tmp_path: Path, synthetic) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    study = make_study(synthetic_records(16, seed=3), storage=url)
+    study = synthetic.make_study(synthetic.records(16, seed=3), storage=url)
     infeasible = {t.number for t in study.trials if not feasible(t)}
     # Precondition that makes the test meaningful: without constraints an infeasible trial is on the front.
     assert infeasible & {t.number for t in get_pareto_front_trials(study.trials, study.directions)}
@@ -58,7 +57,7 @@ def test_dashboard_api_shows_two_objectives_and_feasibility(tmp_path: Path) -> N
     assert all(len(t["values"]) == 2 for t in detail["trials"])
     by_number = {t["number"]: t for t in detail["trials"]}
     for number, trial in by_number.items():
-        budget_gap = study.trials[number].values[1] - BUDGET
+        budget_gap = study.trials[number].values[1] - synthetic.budget
         assert trial["constraints"] == [budget_gap]
         assert (number in infeasible) == any(c > 0 for c in trial["constraints"])
     best = sorted(t["number"] for t in detail["best_trials"])
@@ -66,26 +65,26 @@ def test_dashboard_api_shows_two_objectives_and_feasibility(tmp_path: Path) -> N
     assert best and not set(best) & infeasible
 
 
-def named_only_study(url: str, name: str) -> optuna.Study:
+def named_only_study(url: str, name: str, synthetic) -> optuna.Study:
     """A study recorded the optuna-5 way only (`set_constraint`), as code other than ours would."""
     study = optuna.create_study(study_name=name, storage=url, directions=["maximize", "minimize"])
     for top1, gflops in [(0.8, 6.0), (0.6, 4.0)]:
         trial = study.ask()
-        trial.set_constraint("gflops_budget", gflops - BUDGET)
+        trial.set_constraint("gflops_budget", gflops - synthetic.budget)
         study.tell(trial, [top1, gflops])
     return study
 
 
-def test_backfill_fixes_trials_recorded_with_set_constraint_only(tmp_path: Path) -> None:
+def test_backfill_fixes_trials_recorded_with_set_constraint_only(tmp_path: Path, synthetic) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    named_only_study(url, "old")
+    named_only_study(url, "old", synthetic)
     assert [t["constraints"] for t in study_detail(dashboard_app(url), "old")["trials"]] == [[], []]
 
     assert backfill_legacy_constraints(optuna.load_study(study_name="old", storage=url)) == 2
     assert backfill_legacy_constraints(optuna.load_study(study_name="old", storage=url)) == 0
 
     detail = study_detail(dashboard_app(url), "old")
-    assert [t["constraints"] for t in detail["trials"]] == [[6.0 - BUDGET], [4.0 - BUDGET]]
+    assert [t["constraints"] for t in detail["trials"]] == [[6.0 - synthetic.budget], [4.0 - synthetic.budget]]
     assert [t["number"] for t in detail["best_trials"]] == [1]
 
 
@@ -95,9 +94,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_serve_backfills_and_serves_the_feasible_front_on_localhost(tmp_path: Path) -> None:
+def test_serve_backfills_and_serves_the_feasible_front_on_localhost(tmp_path: Path, synthetic) -> None:
     url = f"sqlite:///{tmp_path / 'served.db'}"
-    named_only_study(url, "served")
+    named_only_study(url, "served", synthetic)
     port = free_port()
     code = f"from studies.dashboard import serve; serve({url!r}, port={port})"
     log = (tmp_path / "serve.log").open("w")
@@ -112,7 +111,8 @@ def test_serve_backfills_and_serves_the_feasible_front_on_localhost(tmp_path: Pa
         server.wait(timeout=10)
         log.close()
     assert detail["directions"] == ["maximize", "minimize"]
-    assert [t["constraints"] for t in detail["trials"]] == [[6.0 - BUDGET], [4.0 - BUDGET]]  # backfilled
+    budget = synthetic.budget
+    assert [t["constraints"] for t in detail["trials"]] == [[6.0 - budget], [4.0 - budget]]  # backfilled
     assert [t["number"] for t in detail["best_trials"]] == [1]  # the infeasible 0.8-top1 trial is not best
 
 
@@ -128,14 +128,14 @@ def poll_json(url: str, deadline: float, log: Path | None = None) -> dict[str, A
             time.sleep(0.2)
 
 
-def test_serve_reads_a_journal_file_and_serves_trial_artifacts(tmp_path: Path) -> None:
+def test_serve_reads_a_journal_file_and_serves_trial_artifacts(tmp_path: Path, synthetic) -> None:
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     journal, artifacts = tmp_path / "study.log", tmp_path / "study-artifacts"
     artifacts.mkdir()
-    study = make_study(synthetic_records(6, seed=1), storage=JournalStorage(JournalFileBackend(str(journal))))
+    study = synthetic.make_study(synthetic.records(6, seed=1), storage=JournalStorage(JournalFileBackend(str(journal))))
     trial = study.ask()
     spec_file = tmp_path / "spec.json"
     spec_file.write_text('{"backbone": "resnet50"}')
@@ -166,7 +166,7 @@ def test_serve_reads_a_journal_file_and_serves_trial_artifacts(tmp_path: Path) -
     assert detail["directions"] == ["maximize", "minimize"]
     by_number = {t["number"]: t for t in detail["trials"][:-1]}
     assert {n: t["constraints"] for n, t in by_number.items()} == {
-        t.number: [t.values[1] - BUDGET] for t in study.trials[:-1]
+        t.number: [t.values[1] - synthetic.budget] for t in study.trials[:-1]
     }
     assert sorted(t["number"] for t in detail["best_trials"]) == sorted(t.number for t in study.best_trials)
     assert [a["artifact_id"] for a in last["artifacts"]] == [artifact_id]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import attnas_exe, cli_env
 from optuna.trial import TrialState
 
 from studies import storage as st
@@ -29,11 +28,6 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def _open(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=st.open_storage(st.parse(url)))
-
-
-def _worker(path: Path) -> subprocess.Popen:
-    return subprocess.Popen([*attnas_exe(), "worker", str(path), "--no-wandb"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=cli_env(**FAST_HEARTBEAT))
 
 
 def _finish(workers: list[subprocess.Popen]) -> None:
@@ -79,26 +73,26 @@ def cleanup():
 
 
 @pytest.mark.slow
-def test_three_workers_finish_exactly_n(storage_url: str, tiny_study, cleanup) -> None:
+def test_three_workers_finish_exactly_n(storage_url: str, tiny_study, cleanup, attnas_popen) -> None:
     name = f"w3-{uuid.uuid4().hex[:8]}"
     path = tiny_study(storage_url, trials=7, name=name)
     cleanup.append((storage_url, name))
-    _finish([_worker(path) for _ in range(3)])
+    _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(3)])
     trials = _check_exact(_open(storage_url, name), 7)
     assert len(trials) == 7  # no failures, no extra trials
 
 
 @pytest.mark.slow
-def test_killed_worker_costs_a_retry_not_a_trial(storage_url: str, tiny_study, cleanup) -> None:
+def test_killed_worker_costs_a_retry_not_a_trial(storage_url: str, tiny_study, cleanup, attnas_popen) -> None:
     name = f"kill-{uuid.uuid4().hex[:8]}"
     path = tiny_study(storage_url, trials=4, epochs=3, name=name)
     cleanup.append((storage_url, name))
-    victim = _worker(path)
+    victim = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
     killed = _signal_mid_trial(victim, storage_url, name, signal.SIGKILL)
     victim.wait(10)
     assert _open(storage_url, name).trials[killed].state == TrialState.RUNNING  # left behind by the dead worker
 
-    _finish([_worker(path), _worker(path)])
+    _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(2)])
     trials = _check_exact(_open(storage_url, name), 4)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [killed]
@@ -108,10 +102,10 @@ def test_killed_worker_costs_a_retry_not_a_trial(storage_url: str, tiny_study, c
 
 
 @pytest.mark.slow
-def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(tiny_study, tmp_path: Path) -> None:
+def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(tiny_study, tmp_path: Path, attnas_popen) -> None:
     url = f"sqlite:///{tmp_path}/ctrl-c.db"
     path = tiny_study(url, trials=3, epochs=3, name="ctrl-c")
-    worker = _worker(path)
+    worker = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
     interrupted = _signal_mid_trial(worker, url, "ctrl-c", signal.SIGINT)
     _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 130 and "run the same command to resume" in stderr
@@ -121,7 +115,7 @@ def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(tiny_study, tmp_p
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == interrupted]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
 
-    _finish([_worker(path)])
+    _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)])
     trials = _check_exact(_open(url, "ctrl-c"), 3)
     rerun = next(t for t in trials if t.system_attrs.get("failed_trial") == interrupted)
     assert rerun.state == TrialState.COMPLETE and rerun.params == trials[interrupted].params

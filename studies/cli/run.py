@@ -1,0 +1,117 @@
+"""Commands that run a study: init, create, worker, search, launch."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import config as cfg
+from .. import storage as st
+from ..config import StudyError
+from .app import NoWandb, Storage, Trials, _config, app, err, out
+from .read import _front_table
+
+
+@app.command()
+def init(path: Annotated[Path, typer.Argument()] = Path("study.toml"),
+         example: Annotated[str, typer.Option(help="digits | imagenet100 | imagenet1k-subset")] = "digits",
+         force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False) -> None:
+    """Write an example study file to edit."""
+    if path.exists() and not force:
+        raise StudyError(f"{path} exists; choose another path or add --force")
+    shutil.copyfile(cfg.example_path(example), path)
+    out.print(f"wrote {path}; run: attnas search {path}")
+
+
+@app.command()
+def create(study_file: Path, trials: Trials = None, storage: Storage = None, no_wandb: NoWandb = False) -> None:
+    """Create the study, or resume it (idempotent); refuses a changed search space or objectives."""
+    from ..results import counts
+    from ..run import start
+
+    config = _config(study_file, trials, storage, no_wandb)
+    _, study = start(config)
+    out.print(f"study {config.name!r} in {st.mask(st.resolve(config).url)}: {counts(study)}")
+
+
+@app.command()
+def worker(study_file: Path, trials: Trials = None, storage: Storage = None, no_wandb: NoWandb = False) -> None:
+    """Run trials until the study's total is reached (start as many workers as you like)."""
+    _work(_config(study_file, trials, storage, no_wandb))
+
+
+@app.command()
+def search(study_file: Path, trials: Trials = None, storage: Storage = None, no_wandb: NoWandb = False,
+           report: Annotated[Path, typer.Option(help="Where to write the HTML report.")] =
+           Path("attnas-report.html")) -> None:
+    """Create (or resume) the study, run one worker, print the Pareto front, write the report."""
+    from ..report import write_report
+
+    study = _work(_config(study_file, trials, storage, no_wandb))
+    _front_table(study)
+    out.print(f"report: {write_report(study, report)}")
+
+
+def _work(config: cfg.StudyConfig) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..run import Hooks, start, work
+
+    ctx, study = start(config)
+    epochs = config.schedule["epochs"]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=out, transient=False) as progress:
+        task = progress.add_task("trials", total=config.trials, completed=_done(study))
+        hooks = Hooks(
+            on_start=lambda n, name: progress.update(task, description=f"trial {n} {name}"),
+            on_epoch=lambda n, s: progress.update(task, description=f"trial {n} epoch {s.epoch}/{epochs}"),
+            on_end=lambda t: (progress.console.print(_ended(t)), progress.update(task, completed=_done(study))),
+        )
+        stats = work(ctx, study, hooks)
+    out.print(f"this worker ran {stats.ran} trial(s), {stats.failed} failed")
+    return study
+
+
+def _done(study: Any) -> int:
+    from ..results import counts
+
+    return counts(study).get("COMPLETE", 0)
+
+
+def _ended(trial: Any) -> str:
+    """One line per finished trial; an over-budget spec says so instead of showing its untrained 0% top-1."""
+    scores = trial.user_attrs.get("scores") or {}
+    head = f"trial {trial.number} {trial.state.name.lower()}"
+    if scores.get("status") == "over_budget":
+        return f"{head}: over the FLOP budget ({scores.get('gflops', 0):.2f} GFLOPs), not trained"
+    if trial.user_attrs.get("reused_from") is not None:
+        return f"{head}: same spec as trial {trial.user_attrs['reused_from']}, reused"
+    return f"{head} top-1 {scores.get('top1') or 0:.3f}"
+
+
+@app.command()
+def launch(study_file: Path, slurm: Annotated[bool, typer.Option("--slurm", help="Submit to Slurm.")] = False,
+           workers: int = 4, partition: str | None = None, time_min: int = 240, gpus: int = 1, cpus: int = 8,
+           mem_gb: int = 32, folder: str = ".attnas/slurm", trials: Trials = None, storage: Storage = None,
+           no_wandb: NoWandb = False,
+           dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the sbatch script only.")] = False,
+           ) -> None:
+    """Start an array of workers on a cluster (Slurm via submitit)."""
+    from .. import launch as lc
+
+    if not slurm:
+        raise StudyError("only Slurm is supported; add --slurm")
+    config = _config(study_file, trials, storage, no_wandb)
+    options = lc.SlurmOptions(workers, partition, time_min, gpus, cpus, mem_gb, folder)
+    warning = lc.storage_warning(config)
+    if warning:
+        err.print(warning)
+    if dry_run:
+        print(lc.sbatch_script(config, options))
+        return
+    out.print(f"submitted {len(ids := lc.launch(config, options))} worker(s): {', '.join(ids)}")
+
+
