@@ -1,0 +1,75 @@
+"""Proxy-fidelity statistics on constructed cases whose answers are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from studies.fidelity_stats import (
+    binomial_se,
+    front_retention,
+    indistinguishable,
+    pooled_sigma,
+    rank_agreement,
+    seed_sigma,
+    spread_to_noise,
+)
+
+
+def test_identical_ranks_agree_perfectly_with_a_degenerate_interval() -> None:
+    proxy = [0.61, 0.70, 0.65, 0.80, 0.72, 0.55]
+    high = [p + 0.1 for p in proxy]  # same order, other scale
+    agreement = rank_agreement(proxy, high, resamples=300)
+    for stat in agreement.values():
+        assert stat.value == pytest.approx(1.0)
+        assert stat.low == pytest.approx(1.0) and stat.high == pytest.approx(1.0)
+
+
+def test_reversed_ranks_give_minus_one() -> None:
+    proxy = [0.1, 0.2, 0.3, 0.4, 0.5]
+    agreement = rank_agreement(proxy, proxy[::-1], resamples=300)
+    assert agreement["kendall_tau"].value == pytest.approx(-1.0)
+    assert agreement["spearman_rho"].value == pytest.approx(-1.0)
+    assert agreement["kendall_tau"].high == pytest.approx(-1.0)
+
+
+def test_pure_noise_gives_tau_near_zero_and_an_interval_holding_zero() -> None:
+    rng = np.random.default_rng(1)
+    proxy, high = rng.normal(size=200), rng.normal(size=200)
+    agreement = rank_agreement(proxy, high, resamples=500)
+    tau = agreement["kendall_tau"]
+    assert abs(tau.value) < 0.1
+    assert tau.low < 0 < tau.high
+    assert tau.high - tau.low < 0.3  # 200 pairs pin it down
+
+
+def test_all_tied_values_are_undefined_not_a_number_made_up() -> None:
+    agreement = rank_agreement([0.5, 0.5, 0.5], [0.1, 0.2, 0.3], resamples=50)
+    assert math.isnan(agreement["kendall_tau"].value)
+    assert agreement["kendall_tau"].to_dict()["value"] is None
+
+
+def test_mismatched_lengths_are_refused() -> None:
+    with pytest.raises(ValueError, match="pair them"):
+        rank_agreement([0.1, 0.2], [0.1])
+
+
+def test_seed_noise_and_spread_ratio() -> None:
+    runs = {"a": [0.70, 0.72], "b": [0.80, 0.82], "c": [0.90, 0.92], "single": [0.5]}
+    sigmas = seed_sigma(runs)
+    assert sigmas["a"] == pytest.approx(math.sqrt(0.0002))
+    assert math.isnan(sigmas["single"])
+    assert pooled_sigma(runs) == pytest.approx(math.sqrt(0.0002))
+    # means 0.71, 0.81, 0.91, 0.5 -> spread far above the seed noise
+    assert spread_to_noise(runs) > 10
+    noisy = {"a": [0.70, 0.80], "b": [0.72, 0.78]}
+    assert spread_to_noise(noisy) < 1
+
+
+def test_binomial_error_front_retention_and_ties_within_noise() -> None:
+    assert binomial_se(0.75, 1000) == pytest.approx(math.sqrt(0.75 * 0.25 / 1000))
+    assert front_retention(["a", "b", "c"], ["b", "c", "d"]) == (2, 3)
+    members = {"a": (0.80, 0.005), "b": (0.805, 0.005), "c": (0.90, 0.005)}
+    assert indistinguishable(members) == [("a", "b")]
