@@ -24,6 +24,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from . import queue
 from . import storage as st
 from .config import DIGITS, StudyConfig, StudyError
 
@@ -333,5 +334,5 @@ def start(config: StudyConfig) -> tuple[Context, optuna.Study]:
     """What `create`, `worker` and `search` share: check everything, create or resume, top the queue up."""
     ctx = context(config)
     study = st.create_or_resume(config, ctx.storage)
-    st.top_up(ctx.info, ctx.storage, study, config.trials)
+    queue.top_up(ctx.info, ctx.storage, study, config.trials)
     return ctx, study

@@ -11,12 +11,10 @@ SQLite on shared disks corrupts and locks (Optuna #815, #820, #1300), so cluster
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,48 +221,6 @@ def stored_config(study: optuna.Study) -> StudyConfig | None:
 
     data = study.user_attrs.get("attnas.config")
     return from_dict(data) if data else None
-
-
-# -- the trial queue (see studies.run for why the total stays exact) ------------------------------------
-def retried_numbers(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
-    """Trials that failed and were re-queued (their retry carries them in system_attrs.retry_history)."""
-    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-
-
-def planned(study: optuna.Study) -> int:
-    """Slots the study holds: every trial except those that were retried by a later one."""
-    trials = study.get_trials(deepcopy=False)
-    return len(trials) - len(retried_numbers(trials) & {t.number for t in trials})
-
-
-def top_up(info: StorageInfo, storage: Any, study: optuna.Study, total: int) -> int:
-    """Queue empty trials until the study holds `total` slots; returns how many were queued."""
-    with _lock(info, storage, study.study_name):
-        missing = total - planned(study)
-        for _ in range(max(0, missing)):
-            study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING))
-    return max(0, missing)
-
-
-@contextlib.contextmanager
-def _lock(info: StorageInfo, storage: Any, name: str) -> Iterator[None]:
-    """A cross-process lock for top-ups: a file lock next to local files, an advisory lock on PostgreSQL."""
-    if info.path is not None:
-        from filelock import FileLock
-
-        with FileLock(str(info.path) + ".attnas-lock"):
-            yield
-    elif info.url.startswith("postgresql"):
-        from sqlalchemy import text
-
-        with storage.engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": "attnas:" + name})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": "attnas:" + name})
-    else:
-        yield
 
 
 def _normal(value: Any) -> Any:
