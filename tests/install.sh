@@ -17,3 +17,13 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "note: chromium is not installed and we are not root; the browser test will skip"
   fi
 fi
+# Fashion-MNIST, the second built-in dataset (root = "fashion-mnist"): Debian ships its four IDX files.
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's dataset-fashion-mnist for the built-in Fashion-MNIST dataset"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+      || echo "warning: dataset-fashion-mnist could not be installed; the tests that need it will skip"
+  else
+    echo "note: dataset-fashion-mnist is not installed and we are not root; the tests that need it will skip"
+  fi
+fi

@@ -1,13 +1,16 @@
 """Proxy training on ImageNet subsets: subsets, a preprocessed uint8 cache, the loop, the digits data."""
 
+from trainer.builtin import BUILTIN, dataset_root
 from trainer.cache import Cache, load_cache
 from trainer.digits import write_digits_tree
+from trainer.fashion import write_fashion_tree
 from trainer.final import ValResult, score_on_val, val_items
 from trainer.loop import proxy_train
 from trainer.schedule import EpochStats, ProxyResult, Schedule, ScheduleError
 from trainer.subsets import DataError, SubsetSpec, default_cache_dir, split_subset
 
 __all__ = [
+    "BUILTIN",
     "Cache",
     "DataError",
     "EpochStats",
@@ -16,6 +19,7 @@ __all__ = [
     "ScheduleError",
     "SubsetSpec",
     "ValResult",
+    "dataset_root",
     "default_cache_dir",
     "load_cache",
     "proxy_train",
@@ -23,4 +27,5 @@ __all__ = [
     "split_subset",
     "val_items",
     "write_digits_tree",
+    "write_fashion_tree",
 ]

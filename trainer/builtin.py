@@ -1,0 +1,38 @@
+"""One resolver for a study's `data.root`: the built-in dataset names, or a path to an ImageFolder tree.
+
+Built-in trees are written into the cache directory on first use (locked and atomic, so many workers
+starting together write them once) and their path is returned; every caller (studies, benchmarks, the CLI)
+goes through `dataset_root` so the names mean the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from trainer.digits import write_digits_tree
+from trainer.fashion import FASHION, find_source, write_fashion_tree
+from trainer.subsets import DataError, default_cache_dir
+
+DIGITS = "digits"
+BUILTIN = (DIGITS, FASHION)
+
+
+def dataset_root(root: str, cache_dir: str | Path | None = None) -> str:
+    """The tree a study reads: "digits", "fashion-mnist" or "fashion-mnist:/dir/of/idx/files" are written to
+    the cache (`cache_dir`, else `default_cache_dir()`); any other existing path is returned unchanged.
+
+    Fashion-MNIST's tree is named by a digest of its IDX files, so a different copy never reuses a tree
+    written from another.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if root == DIGITS:
+        return str(write_digits_tree(cache / DIGITS))
+    if root == FASHION or root.startswith(FASHION + ":"):
+        source = root.split(":", 1)[1] if ":" in root else None
+        found = find_source(source or None)
+        return str(write_fashion_tree(cache / f"{FASHION}-{found.digest}", found.directory))
+    if not Path(root).expanduser().is_dir():
+        raise DataError(f"data root {root!r} does not exist; point it at an ImageFolder tree with train/ and val/, "
+                        f"or use a built-in dataset: {', '.join(repr(n) for n in BUILTIN)} "
+                        "(or 'fashion-mnist:/dir' for your own copy of its four IDX files)")
+    return root
