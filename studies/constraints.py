@@ -1,5 +1,10 @@
 """Trial constraints, written in both of the formats our readers understand.
 
+Two keys (see CONTRACT): `gflops_budget` = GFLOPs - budget (-1.0 without a budget) and `front_eligible`
+(-1.0 until a trial ends not trained to a real top-1: diverged, stopped, a reused duplicate: then +1.0).
+Optuna's `best_trials`, optuna-dashboard's plots and `records.pareto_front` all leave out a trial with a
+positive constraint, so they agree on the front without any private hook.
+
 Optuna 5 stores each constraint as its own system attribute (`constraints:<key>`, via `set_constraint`),
 but optuna-dashboard 0.21 still reads only the legacy `system_attrs["constraints"]` list; a trial without
 that list shows as feasible there and over-budget architectures land on the dashboard's Pareto front.
@@ -18,21 +23,28 @@ from optuna.trial import FrozenTrial
 
 LEGACY_KEY = "constraints"
 PREFIX = f"{LEGACY_KEY}:"
+BUDGET_KEY = "gflops_budget"
+ELIGIBLE_KEY = "front_eligible"
 
 
 def set_constraints(trial: optuna.Trial, constraints: dict[str, float]) -> None:
     """Record `constraints` (each <= 0 means feasible) in optuna's format and the dashboard's legacy one.
 
-    The legacy list holds all of the trial's constraint values in sorted key order, so a second call
-    with other keys keeps the list consistent with everything set so far.
+    A later call may change a key (front_eligible flips from -1 to +1 when a trial ends untrained):
+    optuna's own `Trial.set_constraint` keeps the first value and ignores later ones, so the named
+    attributes are written through the trial's storage, exactly where `set_constraint` puts them. The
+    legacy list holds all of the trial's values in sorted key order, kept consistent on every call.
     """
+    values = {}
     for key in sorted(constraints):
         value = float(constraints[key])
         if math.isnan(value):
             raise ValueError(f"constraint {key!r} is NaN; use a number (<= 0 means feasible)")
-        trial.set_constraint(key, value)
-    system_attrs = trial.storage.get_trial_system_attrs(trial._trial_id)
-    trial.storage.set_trial_system_attr(trial._trial_id, LEGACY_KEY, legacy_list(system_attrs))
+        values[key] = value
+    storage, trial_id = trial.storage, trial._trial_id
+    for key, value in values.items():
+        storage.set_trial_system_attr(trial_id, PREFIX + key, value)
+    storage.set_trial_system_attr(trial_id, LEGACY_KEY, legacy_list(storage.get_trial_system_attrs(trial_id)))
 
 
 def legacy_list(system_attrs: Mapping[str, Any]) -> list[float]:
@@ -64,12 +76,3 @@ def constraint_values(frozen_trial: FrozenTrial) -> dict[str, float]:
 def feasible(frozen_trial: FrozenTrial) -> bool:
     """True when every constraint is <= 0 (optuna's rule; a trial without constraints is feasible)."""
     return all(v <= 0.0 for v in constraint_values(frozen_trial).values())
-
-
-def needs_legacy_list(frozen_trial: FrozenTrial) -> list[float] | None:
-    """The legacy list to write when the dashboard would misread this trial, else None."""
-    system_attrs = frozen_trial.system_attrs
-    wanted = legacy_list(system_attrs)
-    if not wanted or system_attrs.get(LEGACY_KEY) == wanted:
-        return None
-    return wanted

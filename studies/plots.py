@@ -1,7 +1,8 @@
-"""Figures and HTML fragments for the study report: they draw rows, they never compute them.
+"""Figures and HTML fragments for the study report: they draw `report.report_data`, they never compute.
 
-Kept apart from `studies.report` so what is shown (and tested) is decided in one place and how it is
-drawn in another; plotly is imported only here.
+Kept apart from `studies.report` so what is shown (and tested, and printed by `attnas report --json`) is
+decided in one place and how it is drawn in another; plotly is imported only here. Kind names, their order and so
+their colours come from the kind registry (`search_space.registry.kinds()`), plug-in kinds included.
 """
 
 from __future__ import annotations
@@ -12,66 +13,101 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-FEASIBLE, INFEASIBLE, FRONT = "#1f77b4", "#b0b0b0", "#d62728"
-KIND_COLOURS = {"none": "#7f7f7f", "se": "#1f77b4", "gc": "#2ca02c", "nl": "#ff7f0e"}
+from search_space.registry import kinds
+
+TRAINED, INFEASIBLE, FRONT, OVER_BUDGET = "#1f77b4", "#b0b0b0", "#d62728", "#7f7f7f"
+PALETTE = ("#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 HOVER = "%{text}<br>top-1 %{y:.4f}<br>%{x:.3f} GFLOPs<extra></extra>"
 
 
-def pareto_figure(points: Sequence[Any]) -> go.Figure:
-    """Top-1 against GFLOPs: feasible dots, infeasible grey crosses, the front as a red stepped line."""
-    feasible = [p for p in points if p.feasible and not p.on_front]
-    infeasible = [p for p in points if not p.feasible]
-    front = sorted((p for p in points if p.on_front), key=lambda p: p.gflops)
+def kind_colour(kind: str) -> str:
+    """A registered kind's colour: the palette in registry order (none grey, se blue, gc green, nl orange)."""
+    names = list(kinds())
+    return PALETTE[names.index(kind) % len(PALETTE)] if kind in names else "#000000"
+
+
+def pareto_figure(data: dict[str, Any]) -> go.Figure:
+    """Top-1 against GFLOPs of trained trials; the front as a red stepped line; axes = the trained span."""
+    points = data["points"]
+    others = [p for p in points if p["feasible"] and not p["on_front"]]
+    infeasible = [p for p in points if not p["feasible"]]
+    front = data["front"]
     figure = go.Figure()
     for group, name, marker, mode in (
-        (feasible, "feasible", {"color": FEASIBLE, "size": 9, "symbol": "circle"}, "markers"),
-        (infeasible, "infeasible (over budget)", {"color": INFEASIBLE, "size": 10, "symbol": "x"}, "markers"),
+        (others, "trained", {"color": TRAINED, "size": 9, "symbol": "circle"}, "markers"),
+        (infeasible, "trained, over budget", {"color": INFEASIBLE, "size": 10, "symbol": "x"}, "markers"),
         (front, "Pareto front", {"color": FRONT, "size": 13, "symbol": "diamond"}, "lines+markers"),
     ):
         figure.add_trace(go.Scatter(
-            x=[p.gflops for p in group], y=[p.top1 for p in group], text=[f"#{p.number} {p.name}" for p in group],
-            mode=mode, name=f"{name} ({len(group)})", marker=marker, hovertemplate=HOVER,
-            line={"shape": "hv", "color": FRONT},
+            x=[p["gflops"] for p in group], y=[p["top1"] for p in group], customdata=[p["number"] for p in group],
+            text=[f"#{p['number']} {p.get('name') or p.get('spec_name')}" for p in group], mode=mode,
+            name=f"{name} ({len(group)})", marker=marker, hovertemplate=HOVER, line={"shape": "hv", "color": FRONT},
         ))
-    figure.update_layout(title="Pareto front: proxy top-1 (↑) vs GFLOPs (↓)", xaxis_title="GFLOPs",
-                         yaxis_title="proxy top-1", height=560)
+    axes = data["axes"]
+    figure.update_layout(title="Pareto front of trained trials: proxy top-1 (↑) vs GFLOPs (↓)", height=560,
+                         xaxis={"title": "GFLOPs", "range": axes["gflops"]},
+                         yaxis={"title": "proxy top-1", "range": axes["top1"]})
+    return figure
+
+
+def over_budget_figure(data: dict[str, Any]) -> go.Figure:
+    """A strip of the over-budget (never trained) architectures at their GFLOPs, with the budget line."""
+    rows = data["over_budget"]
+    figure = go.Figure(go.Scatter(
+        x=[r["gflops"] for r in rows], y=[0] * len(rows), customdata=[r["number"] for r in rows],
+        text=[f"#{r['number']} {r['name']}" for r in rows], mode="markers", name=f"over budget ({len(rows)})",
+        marker={"color": OVER_BUDGET, "size": 11, "symbol": "line-ns-open", "line": {"width": 2}},
+        hovertemplate="%{text}<br>%{x:.3f} GFLOPs, not trained<extra></extra>",
+    ))
+    if data.get("budget_gflops"):
+        figure.add_vline(x=data["budget_gflops"], line={"color": FRONT, "dash": "dash"},
+                         annotation_text=f"budget {data['budget_gflops']:g}")
+    figure.update_layout(title=f"Over the FLOP budget, not trained ({len(rows)}): their GFLOPs", height=200,
+                         xaxis_title="GFLOPs", yaxis={"visible": False}, showlegend=False)
     return figure
 
 
 def hypervolume_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     figure = go.Figure(go.Scatter(x=[r["trial"] for r in rows], y=[r["hypervolume"] for r in rows],
                                   mode="lines+markers", name="hypervolume"))
-    figure.update_layout(title="Hypervolume of the feasible front by trial", xaxis_title="trial",
+    figure.update_layout(title="Hypervolume of the front by trial", xaxis_title="trial",
                          yaxis_title="hypervolume (top-1 × GFLOPs)", height=420)
     return figure
 
 
-def importance_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
-    """One horizontal bar group per objective, parameters sorted by importance for the first objective."""
+def importance_figure(data: dict[str, Any]) -> go.Figure:
+    """One horizontal bar group per objective, ± the spread over seeds; the title states the trial count."""
+    rows = data["rows"]
     figure = go.Figure()
     for objective in dict.fromkeys(r["objective"] for r in rows):
         mine = [r for r in rows if r["objective"] == objective]
-        figure.add_trace(go.Bar(y=[r["param"] for r in mine], x=[r["importance"] for r in mine],
-                                orientation="h", name=objective))
-    figure.update_layout(title="Parameter importances (fANOVA, seed 0) per objective", barmode="group",
-                         xaxis_title="importance (normalised)", height=180 + 28 * len(rows))
+        figure.add_trace(go.Bar(
+            y=[r["param"] for r in mine], x=[r["importance"] for r in mine], orientation="h", name=objective,
+            error_x={"type": "data", "array": [r["std"] for r in mine]}, text=[f"n={r['trials']}" for r in mine],
+        ))
+    figure.update_layout(
+        title=f"Parameter importances (fANOVA over {data['trials']} trained trials, ± std over seeds "
+              f"{', '.join(map(str, data['seeds']))})",
+        barmode="group", xaxis_title="importance (normalised)", height=180 + 28 * len(rows),
+    )
     return figure
 
 
 def stage_effect_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
-    """Mean top-1 (left) and mean GFLOPs (right) of trials with each block kind in each stage."""
+    """Mean top-1 (left) and GFLOPs (right) of trained trials per stage and kind, ± std, labelled n=trials."""
     from plotly.subplots import make_subplots
 
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("mean top-1", "mean GFLOPs"))
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("mean top-1 (trained trials)", "mean GFLOPs"))
     for kind in dict.fromkeys(r["kind"] for r in rows):
         mine = [r for r in rows if r["kind"] == kind]
-        colour = KIND_COLOURS.get(kind)
-        for col, key in ((1, "mean_top1"), (2, "mean_gflops")):
+        for col, key in ((1, "top1"), (2, "gflops")):
             figure.add_trace(go.Bar(
-                x=[r["stage"] for r in mine], y=[r[key] for r in mine], name=kind, legendgroup=kind,
-                showlegend=col == 1, marker_color=colour, text=[f"n={r['trials']}" for r in mine],
+                x=[r["stage"] for r in mine], y=[r[f"mean_{key}"] for r in mine], name=kind, legendgroup=kind,
+                showlegend=col == 1, marker_color=kind_colour(kind), text=[f"n={r['trials']}" for r in mine],
+                textposition="inside", error_y={"type": "data", "array": [r[f"std_{key}"] for r in mine]},
             ), row=1, col=col)
-    figure.update_layout(title="Per-stage effect of each attention kind", barmode="group", height=440)
+    figure.update_layout(title="Per-stage effect of each attention kind (bars: n = trials, whiskers: ± std)",
+                         barmode="group", height=440)
     return figure
 
 
@@ -82,10 +118,11 @@ def figure_html(figure: go.Figure, div_id: str, include_js: bool = False) -> str
 
 def table_html(title: str, rows: Sequence[dict[str, Any]]) -> str:
     if not rows:
-        return f"<h2>{html.escape(title)}</h2><p>No feasible trial yet.</p>"
+        return f"<h2>{html.escape(title)}</h2><p>None.</p>"
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row.values()) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row.values()) + "</tr>"
+        for row in rows
     )
     return f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table>"
 

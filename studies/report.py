@@ -1,207 +1,232 @@
-"""A study's report as one self-contained HTML page (plotly JS inline: it opens with no network).
+"""A study's report: `report_data` computes everything the page shows; `studies.plots` only draws it.
 
-Data functions here turn the study into rows; `studies.plots` only draws them. The Pareto front shown
-is optuna's own (`Study.best_trials`, which skips infeasible trials when constraints are set), further
-filtered by our feasibility reader so an infeasible trial can never be drawn as "on the front".
+`attnas report --json` prints `report_data` as it is, so scripts read exactly what the page draws.
+Only trained trials (records.Status.TRAINED) make the Pareto plot, its axes, the per-stage effects and
+the parameter importances: over-budget trials are drawn apart on a strip at their GFLOPs, and trials
+that diverged, failed or were reused never count as a top-1 of 0.
 """
 
 from __future__ import annotations
 
 import html
-import math
-from dataclasses import dataclass
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from statistics import fmean
+from statistics import fmean, stdev
 from typing import Any
 
-import numpy as np
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
+from search_space.registry import kinds
 from search_space.spec import STAGES
 from studies import plots
-from studies.constraints import feasible
+from studies.records import (
+    MAXIMISE,
+    Status,
+    TrialRecord,
+    counts,
+    hypervolume_history,
+    objectives_of,
+    pareto_front,
+    records,
+    reference_point,
+)
 
-IMPORTANCE_SEED = 0
-#: Below this many completed trials fANOVA's numbers are noise (with one trial optuna returns them uniform).
+IMPORTANCE_SEEDS = (0, 1, 2)
+#: Below this many trained trials fANOVA's numbers are noise (with one trial optuna returns them uniform).
 MIN_IMPORTANCE_TRIALS = 5
-OBJECTIVES = ("top1", "gflops")
+#: Padding around the trained trials' range on the Pareto plot's axes (a fraction of the range).
+AXIS_PAD = 0.06
 
 
-@dataclass(frozen=True)
-class TrialPoint:
-    """One completed trial as the report shows it."""
-
-    number: int
-    name: str
-    top1: float
-    gflops: float
-    params: int | None
-    feasible: bool
-    on_front: bool
-
-
-def write_report(study: optuna.Study, path: Path) -> Path:
+def write_report(study: optuna.Study, path: Path, budget: float | None = None) -> Path:
     """Write the report page for `study` to `path` (parents created) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_html(study), encoding="utf-8")
+    path.write_text(report_html(study_report_data(study, budget)), encoding="utf-8")
     return path
 
 
-def report_html(study: optuna.Study) -> str:
-    points = trial_points(study)
-    title = f"attnas study {html.escape(study.study_name)}"
-    head = f"<h1>{title}</h1>\n<p>{html.escape(summary_line(study, points))}</p>"
-    if not points:
-        body = "<p><b>No completed trials yet</b>: nothing to plot. Run the study, then rebuild this report.</p>"
-        return plots.page(title, [head, body])
-    reference = reference_point(points)
-    sections = [
-        head,
-        plots.figure_html(plots.pareto_figure(points), "pareto-plot", include_js=True),
-        plots.table_html("Pareto front (feasible trials only)", front_rows(points)),
-        plots.figure_html(plots.hypervolume_figure(hypervolume_rows(points, reference)), "hypervolume-plot"),
-        f"<p>Hypervolume reference point: top-1 = {reference[0]:g}, GFLOPs = {reference[1]:.4g} "
-        "(the largest GFLOPs observed × 1.1); only feasible trials count.</p>",
-        importance_section(study),
-        plots.figure_html(plots.stage_effect_figure(stage_effect_rows(study)), "stage-effect-plot"),
-    ]
-    return plots.page(title, sections)
+def study_report_data(study: optuna.Study, budget: float | None = None) -> dict[str, Any]:
+    """`report_data` for a stored study; the budget defaults to the one in its stored study file."""
+    if budget is None:
+        from studies.storage import stored_config
+
+        config = stored_config(study)
+        budget = config.max_gflops if config is not None else None
+    return report_data(records(study), objectives=objectives_of(study), study_name=study.study_name, budget=budget)
 
 
-def summary_line(study: optuna.Study, points: list[TrialPoint]) -> str:
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    n_feasible = sum(p.feasible for p in points)
-    return (
-        f"{len(states)} trials: {len(points)} complete ({n_feasible} feasible), "
-        f"{states.count(TrialState.PRUNED)} pruned, {states.count(TrialState.FAIL)} failed, "
-        f"{states.count(TrialState.RUNNING)} running. Objectives: "
-        f"{', '.join(d.name.lower() for d in study.directions)}."
-    )
+def report_data(rs: Sequence[TrialRecord], objectives: Sequence[str] = ("top1", "gflops"), study_name: str = "",
+                budget: float | None = None) -> dict[str, Any]:
+    """Everything the report shows, JSON-ready (records as `TrialRecord.to_dict()`)."""
+    objectives = tuple(objectives)
+    front = pareto_front(rs, objectives)
+    on_front = {r.number for r in front}
+    trained = [r for r in rs if r.status == Status.TRAINED and r.top1 is not None and r.gflops is not None]
+    reference = reference_point(rs, objectives)
+    history = hypervolume_history(rs, reference, objectives)
+    return {
+        "study": study_name,
+        "objectives": list(objectives),
+        "budget_gflops": budget,
+        "counts": counts(rs),
+        "front": [r.to_dict() for r in front],
+        "points": [point(r, r.number in on_front) for r in trained],
+        "axes": axes(trained),
+        "over_budget": [{"number": r.number, "name": r.name, "gflops": r.gflops}
+                        for r in rs if r.status == Status.OVER_BUDGET and r.gflops is not None],
+        "not_trained": [{"number": r.number, "status": r.status.value, "name": r.name, "error": r.error,
+                         "reused_from": r.reused_from}
+                        for r in rs if r.status in (Status.DIVERGED, Status.STOPPED, Status.FAILED,
+                                                    Status.INTERRUPTED, Status.REUSED)],
+        "stage_effects": stage_effects(trained),
+        "importances": importances(trained, objectives),
+        "hypervolume": {"reference": list(reference), "history": history,
+                        "final": history[-1]["hypervolume"] if history else 0.0},
+    }
 
 
-def trial_points(study: optuna.Study) -> list[TrialPoint]:
-    """Completed trials with a top-1 and a GFLOPs value (from values, else from the recorded scores)."""
-    front = {t.number for t in front_trials(study)}
-    points = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        top1, gflops = objective_pair(trial)
-        if top1 is None or gflops is None:
-            continue
-        ok = feasible(trial)
-        points.append(TrialPoint(trial.number, spec_name(trial), top1, gflops, param_count(trial), ok,
-                                 ok and trial.number in front))
-    return points
+def point(r: TrialRecord, on_front: bool) -> dict[str, Any]:
+    return {"number": r.number, "name": r.name, "top1": r.top1, "gflops": r.gflops, "params_m": r.params_m,
+            "feasible": r.feasible, "on_front": on_front}
 
 
-def front_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """optuna's Pareto front (constraint-aware in optuna 5), minus anything our reader calls infeasible."""
-    best = study.best_trials if len(study.directions) > 1 else best_single(study)
-    return [t for t in best if feasible(t)]
+def axes(trained: Sequence[TrialRecord]) -> dict[str, list[float] | None]:
+    """Axis ranges of the Pareto plot: the trained trials' span, padded (None when nothing is trained)."""
+    def span(values: list[float]) -> list[float] | None:
+        if not values:
+            return None
+        low, high = min(values), max(values)
+        pad = AXIS_PAD * (high - low) if high > low else max(abs(high) * 0.05, 0.01)
+        return [low - pad, high + pad]
+
+    return {"gflops": span([r.gflops for r in trained if r.gflops is not None]),
+            "top1": span([r.top1 for r in trained if r.top1 is not None])}
 
 
-def best_single(study: optuna.Study) -> list[FrozenTrial]:
-    """A single-objective study's 'front' is its best trial (none when no trial completed)."""
-    try:
-        return [study.best_trial]
-    except ValueError:
-        return []
+def kind_of(r: TrialRecord, stage: str) -> str | None:
+    """The block kind of `stage` in this record's spec (else the sampler's `cN.kind` choice)."""
+    if r.spec is not None:
+        return r.spec.stage(stage).kind
+    choice = r.choices.get(f"{stage}.kind")
+    return None if choice is None else str(choice)
 
 
-def objective_pair(trial: FrozenTrial) -> tuple[float | None, float | None]:
-    values = trial.values or []
-    scores = trial.user_attrs.get("scores") or {}
-    top1 = values[0] if values else scores.get("top1")
-    gflops = values[1] if len(values) > 1 else scores.get("gflops")
-    return top1, gflops
-
-
-def spec_name(trial: FrozenTrial) -> str:
-    return str(trial.user_attrs.get("spec_name") or f"trial {trial.number}")
-
-
-def param_count(trial: FrozenTrial) -> int | None:
-    """Parameters of the architecture: from the recorded scores, else the optional third objective (M)."""
-    scores = trial.user_attrs.get("scores") or {}
-    if scores.get("params") is not None:
-        return int(scores["params"])
-    values = trial.values or []
-    return int(values[2] * 1e6) if len(values) > 2 else None
-
-
-def front_rows(points: list[TrialPoint]) -> list[dict[str, Any]]:
-    """The front's table, cheapest first."""
-    front = sorted((p for p in points if p.on_front), key=lambda p: (p.gflops, -p.top1))
-    return [
-        {"name": p.name, "top-1": f"{p.top1:.4f}", "GFLOPs": f"{p.gflops:.3f}",
-         "params (M)": "" if p.params is None else f"{p.params / 1e6:.2f}", "trial": p.number}
-        for p in front
-    ]
-
-
-def reference_point(points: list[TrialPoint]) -> tuple[float, float]:
-    """Hypervolume reference: top-1 = 0 (any accuracy counts), GFLOPs = 1.1 × the largest observed."""
-    return 0.0, max(p.gflops for p in points) * 1.1
-
-
-def hypervolume_rows(points: list[TrialPoint], reference: tuple[float, float]) -> list[dict[str, float]]:
-    """Hypervolume of the feasible front after each completed trial (by trial number)."""
-    from optuna._hypervolume import compute_hypervolume
-
-    ref = np.array([-reference[0], reference[1]])
-    rows, losses = [], []
-    for p in sorted(points, key=lambda p: p.number):
-        if p.feasible and -p.top1 < ref[0] and p.gflops < ref[1]:
-            losses.append([-p.top1, p.gflops])
-        volume = float(compute_hypervolume(np.array(losses), ref)) if losses else 0.0
-        rows.append({"trial": p.number, "hypervolume": volume})
+def stage_effects(trained: Sequence[TrialRecord]) -> list[dict[str, Any]]:
+    """Per (stage, kind): how many trained trials, mean and standard deviation of top-1 and GFLOPs."""
+    rows = []
+    order = {k: i for i, k in enumerate(kinds())}  # the registry's order
+    for stage in STAGES:
+        groups: dict[str, list[TrialRecord]] = {}
+        for r in trained:
+            kind = kind_of(r, stage)
+            if kind is not None:
+                groups.setdefault(kind, []).append(r)
+        for kind in sorted(groups, key=lambda k: (order.get(k, len(order)), k)):
+            group = groups[kind]
+            top1 = [r.top1 for r in group if r.top1 is not None]
+            gflops = [r.gflops for r in group if r.gflops is not None]
+            rows.append({"stage": stage, "kind": kind, "trials": len(group),
+                         "mean_top1": fmean(top1), "std_top1": stdev(top1) if len(top1) > 1 else 0.0,
+                         "mean_gflops": fmean(gflops), "std_gflops": stdev(gflops) if len(gflops) > 1 else 0.0})
     return rows
 
 
-def importance_rows(study: optuna.Study) -> tuple[list[dict[str, Any]], str | None]:
-    """fANOVA importances (fixed seed) of each parameter for each objective, or why there are none."""
+def importances(trained: Sequence[TrialRecord], objectives: Sequence[str]) -> dict[str, Any]:
+    """fANOVA importance of each sampled parameter per objective, over trained trials only.
+
+    Mean and standard deviation over a few fixed seeds (the forest's own spread), so a bar says how
+    sure it is; `trials` is how many trained trials it stands on; `note` says why there are none.
+    """
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
-    n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    if n_complete < MIN_IMPORTANCE_TRIALS:
-        return [], f"Parameter importances need {MIN_IMPORTANCE_TRIALS}+ completed trials ({n_complete} so far)."
+    out: dict[str, Any] = {"trials": len(trained), "seeds": list(IMPORTANCE_SEEDS), "rows": [], "note": None}
+    if len(trained) < MIN_IMPORTANCE_TRIALS:
+        out["note"] = (f"Parameter importances need {MIN_IMPORTANCE_TRIALS}+ trained trials "
+                       f"({len(trained)} so far).")
+        return out
+    study = trained_study(trained, objectives)
     rows = []
-    for index, objective in enumerate(OBJECTIVES[: len(study.directions)]):
+    for index, objective in enumerate(objectives):
         try:
-            importances = get_param_importances(
-                study, evaluator=FanovaImportanceEvaluator(seed=IMPORTANCE_SEED),
-                target=lambda t, i=index: t.values[i],
-            )
+            runs = [get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed),
+                                          target=lambda t, i=index: t.values[i]) for seed in IMPORTANCE_SEEDS]
         except (ValueError, RuntimeError) as exc:
-            return [], f"Parameter importances need more trials ({exc})."
-        rows += [{"objective": objective, "param": k, "importance": float(v)} for k, v in importances.items()]
+            out["note"] = f"Parameter importances need more varied trained trials ({exc})."
+            return out
+        for param in runs[0]:
+            values = [float(run[param]) for run in runs]
+            rows.append({"objective": objective, "param": param, "importance": fmean(values),
+                         "std": stdev(values) if len(values) > 1 else 0.0, "trials": len(trained)})
     if not rows:
-        return [], "Parameter importances need at least two completed trials with varying parameters."
-    return rows, None
+        out["note"] = "Parameter importances need trained trials whose parameters vary."
+    out["rows"] = rows
+    return out
 
 
-def importance_section(study: optuna.Study) -> str:
-    rows, why_not = importance_rows(study)
-    if why_not:
-        return f"<h2>Parameter importances</h2><p>{html.escape(why_not)}</p>"
-    return plots.figure_html(plots.importance_figure(rows), "importance-plot")
+def trained_study(trained: Sequence[TrialRecord], objectives: Sequence[str]) -> optuna.Study:
+    """An in-memory study of just the trained trials (params, distributions, objective values)."""
+    from optuna.distributions import json_to_distribution
+
+    directions = ["maximize" if MAXIMISE[o] else "minimize" for o in objectives]
+    study = optuna.create_study(directions=directions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.add_trials([
+            optuna.trial.create_trial(
+                params=dict(r.choices),
+                distributions={k: json_to_distribution(v) for k, v in r.distributions.items()},
+                values=[float(r.objective(o) or 0.0) for o in objectives],
+            )
+            for r in trained if r.choices
+        ])
+    return study
 
 
-def stage_effect_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """Mean top-1 and GFLOPs of completed trials per (stage, attention kind), from params `cN.kind`."""
-    groups: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        top1, gflops = objective_pair(trial)
-        if top1 is None or gflops is None:
-            continue
-        for stage in STAGES:
-            kind = trial.params.get(f"{stage}.kind")
-            if kind is not None:
-                groups.setdefault((stage, str(kind)), []).append((top1, gflops))
-    return [
-        {"stage": stage, "kind": kind, "trials": len(pairs),
-         "mean_top1": fmean(p[0] for p in pairs), "mean_gflops": fmean(p[1] for p in pairs)}
-        for (stage, kind), pairs in sorted(groups.items())
-        if all(math.isfinite(v) for pair in pairs for v in pair)
+# -- the page ---------------------------------------------------------------------------------------------------
+def report_html(data: dict[str, Any]) -> str:
+    title = f"attnas study {html.escape(data['study'])}"
+    head = f"<h1>{title}</h1>\n<p>{html.escape(summary_line(data))}</p>"
+    if not data["points"]:
+        body = "<p><b>No trained trials yet</b>: nothing to plot. Run the study, then rebuild this report.</p>"
+        return plots.page(title, [head, body, plots.table_html("Trials that did not train", data["not_trained"])])
+    reference = data["hypervolume"]["reference"]
+    sections = [
+        head,
+        plots.figure_html(plots.pareto_figure(data), "pareto-plot", include_js=True),
+        plots.figure_html(plots.over_budget_figure(data), "over-budget-plot") if data["over_budget"] else "",
+        plots.table_html("Pareto front (trained, within budget, one per architecture)", front_rows(data)),
+        plots.table_html("Trials that did not train", data["not_trained"]),
+        plots.figure_html(plots.hypervolume_figure(data["hypervolume"]["history"]), "hypervolume-plot"),
+        f"<p>Hypervolume reference point: {html.escape(reference_text(data['objectives'], reference))} "
+        "(0 for top-1, 1.1 × the largest trained value otherwise); only the front's trained trials count.</p>",
+        importance_section(data["importances"]),
+        plots.figure_html(plots.stage_effect_figure(data["stage_effects"]), "stage-effect-plot"),
     ]
+    return plots.page(title, [s for s in sections if s])
+
+
+def reference_text(objectives: Sequence[str], reference: Sequence[float]) -> str:
+    return ", ".join(f"{o} = {v:.4g}" for o, v in zip(objectives, reference, strict=True))
+
+
+def summary_line(data: dict[str, Any]) -> str:
+    tally = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in data["counts"].items()) or "no trials"
+    budget = f"; FLOP budget {data['budget_gflops']:g} GFLOPs" if data.get("budget_gflops") else ""
+    return f"{sum(data['counts'].values())} trials: {tally}. Objectives: {', '.join(data['objectives'])}{budget}."
+
+
+def front_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The front's table, cheapest first."""
+    return [
+        {"name": r["spec_name"] or f"trial {r['number']}", "top-1": f"{r['top1']:.4f}", "GFLOPs": f"{r['gflops']:.3f}",
+         "params (M)": "" if r["params_m"] is None else f"{r['params_m']:.2f}", "trial": r["number"]}
+        for r in data["front"]
+    ]
+
+
+def importance_section(data: dict[str, Any]) -> str:
+    if data["note"]:
+        return f"<h2>Parameter importances</h2><p>{html.escape(data['note'])}</p>"
+    return plots.figure_html(plots.importance_figure(data), "importance-plot")

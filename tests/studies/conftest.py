@@ -1,11 +1,14 @@
-"""Small multi-objective studies shaped exactly like the trial records in docs/INTERFACES.md.
+"""Small multi-objective studies shaped exactly like the trials in /work/notes CONTRACT (and the legacy form).
 
-Built here, without training or the run loop, so the report/dashboard/constraint tests depend only on
-the contract (values [top1, gflops], user_attrs spec/spec_id/spec_name/scores, constraint gflops_budget).
+Built here with real optuna ask/tell, without training or the run loop, so the records/report/dashboard
+tests depend only on the contract: values [top1 (0.0 untrained), gflops], one user attr "attnas", the
+constraints gflops_budget and front_eligible written through studies.constraints.set_constraints. The
+legacy variant writes what attnas wrote before the contract (spec/spec_id/spec_name/scores/reused_from/error).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -24,55 +27,111 @@ BLOCKS = {"none": NoAttn(), "se": SE(16, "scale"), "gc": GC(16, "add", "att"), "
 
 @dataclass(frozen=True)
 class Record:
-    """One trial as the run loop would record it."""
+    """One trial as the worker would record it; `outcome` 'failed' means the trial raised."""
 
     kinds: tuple[str, str, str, str]
-    top1: float
+    top1: float | None
     gflops: float
+    outcome: str = "trained"
+    error: str | None = None
 
 
 def spec_of(kinds: tuple[str, ...]) -> ArchSpec:
     return ArchSpec(backbone="resnet50", width=1.0, stages=tuple(BLOCKS[k] for k in kinds))
 
 
-def synthetic_records(n: int, seed: int = 0) -> list[Record]:
-    """`n` architectures whose cost and accuracy grow with the attention they carry (plus noise)."""
+def synthetic_records(n: int, seed: int = 0, budget: float | None = BUDGET) -> list[Record]:
+    """`n` architectures whose cost and accuracy grow with the attention they carry (plus noise), recorded
+    as the worker does: over `budget` never trained (top-1 None), a repeated trained spec reused."""
     rng = np.random.default_rng(seed)
-    out = []
+    out: list[Record] = []
     for _ in range(n):
-        kinds = tuple(rng.choice(list(KIND_COST)) for _ in STAGES)
-        gflops = 4.1 + sum(KIND_COST[k] * (i + 1) / 2 for i, k in enumerate(kinds))
-        top1 = 0.55 + sum(KIND_GAIN[k] for k in kinds) + float(rng.normal(0, 0.01))
-        out.append(Record(kinds, round(top1, 4), round(gflops, 3)))
+        kinds = tuple(str(rng.choice(list(KIND_COST))) for _ in STAGES)
+        gflops = round(4.1 + sum(KIND_COST[k] * (i + 1) / 2 for i, k in enumerate(kinds)), 3)
+        top1 = round(0.55 + sum(KIND_GAIN[k] for k in kinds) + float(rng.normal(0, 0.01)), 4)
+        first = next((r for r in out if r.kinds == kinds and r.outcome != "reused"), None)
+        if first is not None and first.outcome == "trained":  # a repeated spec is copied, never retrained
+            out.append(Record(kinds, first.top1, gflops, "reused"))
+        elif budget is not None and gflops > budget:
+            out.append(Record(kinds, None, gflops, "over_budget"))
+        else:
+            out.append(Record(kinds, top1, gflops))
     return out
 
 
-def record_trial(study: optuna.Study, record: Record, budget: float | None = BUDGET) -> optuna.trial.FrozenTrial:
-    """Ask, suggest the stage kinds, set the constraint before 'training', tell — like the run loop."""
+def mixed_records() -> list[Record]:
+    """One of each outcome: trained ×3 (one dominated), over budget, reused (a copy of #0), diverged
+    (the cheapest spec: at top-1 0 it would be on a front that ignored status), failed."""
+    return [
+        Record(("none", "se", "none", "none"), 0.61, 4.2),
+        Record(("se", "se", "gc", "none"), 0.66, 4.6),
+        Record(("none", "none", "gc", "none"), 0.58, 4.5),  # dominated by #0
+        Record(("nl", "nl", "nl", "nl"), None, 7.1, "over_budget"),
+        Record(("none", "se", "none", "none"), 0.61, 4.2, "reused"),
+        Record(("none", "none", "none", "none"), None, 4.1, "diverged"),
+        Record(("gc", "none", "se", "se"), None, 4.8, "failed", "trial 6: RuntimeError: CUDA error: out of memory"),
+    ]
+
+
+def record_trial(study: optuna.Study, record: Record, budget: float | None = BUDGET,
+                 legacy: bool = False) -> optuna.trial.FrozenTrial:
+    """Ask, suggest the stage kinds, constrain before 'training', record, tell — as the worker does."""
     trial = study.ask()
     for stage in STAGES:
         trial.suggest_categorical(f"{stage}.kind", list(KIND_COST))
     spec = spec_of(record.kinds)
-    set_constraints(trial, {"gflops_budget": -1.0 if budget is None else record.gflops - budget})
-    scores = {
-        "spec_id": spec.id,
-        "name": spec.name,
-        "gflops": record.gflops,
-        "gflops_fvcore": record.gflops * 0.98,
-        "params": 25_600_000 + 1000 * len(spec.name),
-        "feasible": budget is None or record.gflops <= budget,
-        "status": "ok",
-        "top1": record.top1,
-        "top5": None,
-        "epochs": 1,
-        "seconds": 1.0,
-        "images_per_s": 100.0,
-        "checkpoint": None,
-    }
-    for key, value in {"spec": spec.to_dict(), "spec_id": spec.id, "spec_name": spec.name, "scores": scores}.items():
-        trial.set_user_attr(key, value)
-    study.tell(trial, [record.top1, record.gflops])
+    gap = -1.0 if budget is None else record.gflops - budget
+    known = {"spec": spec.to_dict(), "spec_id": spec.id, "spec_name": spec.name, "gflops": record.gflops,
+             "gflops_fvcore": round(record.gflops * 0.98, 4), "params": 25_600_000 + 1000 * len(spec.name)}
+    earlier = reused_from(study, spec.id) if record.outcome == "reused" else None
+    (_legacy if legacy else _contract)(trial, record, known, gap, earlier)
+    if record.outcome == "failed":
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        study.tell(trial, [record.top1 if record.top1 is not None else 0.0, record.gflops])
     return study.trials[trial.number]
+
+
+def _contract(trial: optuna.Trial, record: Record, known: dict, gap: float, earlier: int | None) -> None:
+    set_constraints(trial, {"gflops_budget": gap, "front_eligible": -1.0})
+    trial.set_user_attr("attnas", known)
+    if record.outcome == "failed":
+        trial.set_user_attr("attnas", {**known, "error": record.error, "epochs": 0, "start_epoch": 0})
+        return
+    trained = record.outcome == "trained"
+    if record.outcome in ("diverged", "stopped", "reused"):
+        set_constraints(trial, {"front_eligible": 1.0})
+    curve = [round((record.top1 or 0.1) * f, 4) for f in (0.5, 0.8, 1.0)] if trained else []
+    trial.set_user_attr("attnas", {
+        **known, "outcome": record.outcome, "top1": record.top1, "top5": None,
+        "epochs": 3 if trained else 0, "start_epoch": 0, "curve": curve, "seconds": 1.0 if trained else 0.0,
+        "reused_from": earlier, "error": None, "artifacts": [],
+    })
+
+
+def _legacy(trial: optuna.Trial, record: Record, known: dict, gap: float, earlier: int | None) -> None:
+    set_constraints(trial, {"gflops_budget": gap})
+    for key in ("spec", "spec_id", "spec_name"):
+        trial.set_user_attr(key, known[key])
+    if record.outcome == "failed":
+        trial.set_user_attr("error", record.error)
+        return
+    status = {"trained": "ok", "reused": "ok"}.get(record.outcome, record.outcome)
+    scores = {"spec_id": known["spec_id"], "name": known["spec_name"], "gflops": record.gflops,
+              "gflops_fvcore": known["gflops_fvcore"], "params": known["params"], "feasible": gap <= 0,
+              "status": status, "top1": record.top1, "top5": None, "epochs": 1, "seconds": 1.0,
+              "images_per_s": 100.0, "checkpoint": None}
+    trial.set_user_attr("scores", scores)
+    if earlier is not None:
+        trial.set_user_attr("reused_from", earlier)
+
+
+def reused_from(study: optuna.Study, spec_id: str) -> int | None:
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        data = t.user_attrs.get("attnas") or t.user_attrs
+        if data.get("spec_id") == spec_id:
+            return t.number
+    return None
 
 
 def fixed_kinds_sampler(records: list[Record]) -> optuna.samplers.BaseSampler:
@@ -90,24 +149,23 @@ class _Fixed(optuna.samplers.RandomSampler):
         return self._fixed[trial.number][param_name]
 
 
-def make_study(
-    records: list[Record], storage: str | None = None, budget: float | None = BUDGET, name: str = "attnas-test"
-) -> optuna.Study:
-    """A maximize-top1 / minimize-GFLOPs study holding `records`, as the run loop would leave it."""
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        directions=["maximize", "minimize"],
-        sampler=fixed_kinds_sampler(records),
-    )
+def make_study(records: list[Record], storage: str | None = None, budget: float | None = BUDGET,
+               name: str = "attnas-test", legacy: bool = False) -> optuna.Study:
+    """A maximize-top1 / minimize-GFLOPs study holding `records`, as the worker would leave it."""
+    study = optuna.create_study(study_name=name, storage=storage, directions=["maximize", "minimize"],
+                                sampler=fixed_kinds_sampler(records))
+    if not legacy:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["top1", "gflops"])
     study.set_user_attr("attnas.version", "0.1.0")
     for record in records:
-        record_trial(study, record, budget)
+        record_trial(study, record, budget, legacy)
     return study
 
 
 @pytest.fixture(scope="session")
 def synthetic() -> SimpleNamespace:
     """The synthetic-study helpers above, for tests: synthetic.make_study(synthetic.records(12)), ..."""
-    return SimpleNamespace(make_study=make_study, records=synthetic_records, record_trial=record_trial,
-                           spec_of=spec_of, budget=BUDGET)
+    return SimpleNamespace(make_study=make_study, records=synthetic_records, mixed=mixed_records, Record=Record,
+                           record_trial=record_trial, spec_of=spec_of, budget=BUDGET)

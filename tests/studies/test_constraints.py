@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from studies.constraints import LEGACY_KEY, constraint_values, feasible, needs_legacy_list, set_constraints
+from studies.constraints import LEGACY_KEY, constraint_values, feasible, legacy_list, set_constraints
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -28,7 +28,26 @@ def test_set_constraints_writes_named_and_legacy_formats(tmp_path: Path) -> None
     assert frozen.system_attrs[LEGACY_KEY] == [0.5, -2.0]  # sorted by key: gflops_budget, params_budget
     assert constraint_values(frozen) == {"gflops_budget": 0.5, "params_budget": -2.0}
     assert not feasible(frozen)
-    assert needs_legacy_list(frozen) is None
+    assert legacy_list(frozen.system_attrs) == frozen.system_attrs[LEGACY_KEY]
+
+
+def test_front_eligible_flips_after_training_and_optuna_sees_the_new_value(tmp_path: Path) -> None:
+    """CONTRACT: front_eligible is -1 before training and +1 once a trial ends untrained. Optuna's own
+    set_constraint keeps the first value (it warns and ignores the second); set_constraints updates it."""
+    study = _study(tmp_path)
+    kept, flipped = study.ask(), study.ask()
+    for trial in (kept, flipped):
+        set_constraints(trial, {"gflops_budget": -1.0, "front_eligible": -1.0})
+    with pytest.warns(UserWarning, match="already set"):
+        kept.set_constraint("front_eligible", 1.0)
+    set_constraints(flipped, {"front_eligible": 1.0})
+    study.tell(kept, [0.0, 3.0])
+    study.tell(flipped, [0.0, 2.0])  # cheaper: on the front unless its constraint says otherwise
+    a, b = study.trials
+    assert constraint_values(a) == {"front_eligible": -1.0, "gflops_budget": -1.0}
+    assert constraint_values(b) == {"front_eligible": 1.0, "gflops_budget": -1.0}
+    assert b.system_attrs[LEGACY_KEY] == [1.0, -1.0]  # sorted by key, what optuna-dashboard reads
+    assert [t.number for t in study.best_trials] == [0]
 
 
 def test_feasibility_matches_optuna_and_best_trials_skip_infeasible(tmp_path: Path) -> None:
@@ -53,9 +72,8 @@ def test_readers_accept_legacy_only_and_named_only_trials(tmp_path: Path) -> Non
     study.tell(named, [0.4, 1.0])
     old, new = study.trials
     assert constraint_values(old) == {"0": 0.25} and not feasible(old)
-    assert needs_legacy_list(old) is None
     assert constraint_values(new) == {"gflops_budget": -0.25} and feasible(new)
-    assert needs_legacy_list(new) == [-0.25]  # what the dashboard is missing
+    assert LEGACY_KEY not in new.system_attrs and legacy_list(new.system_attrs) == [-0.25]  # dashboard lacks it
 
 
 def test_unconstrained_trial_is_feasible_and_nan_is_refused(tmp_path: Path) -> None:

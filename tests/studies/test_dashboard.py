@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
+import moocore
+import numpy as np
 import optuna
-from optuna_dashboard._pareto_front import get_pareto_front_trials
+import optuna_dashboard
+import pytest
 
-from studies.constraints import feasible
-from studies.dashboard import backfill_legacy_constraints, dashboard_app
+from studies.dashboard import backfill_constraints, dashboard_app
+from studies.records import pareto_front, records
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 REPO = Path(__file__).resolve().parents[2]
@@ -44,25 +47,42 @@ def study_detail(app: Any, name: str) -> dict[str, Any]:
     return get_json(app, f"/api/studies/{study_id}")
 
 
-def test_dashboard_api_shows_two_objectives_and_feasibility(tmp_path: Path, synthetic) -> None:
+@pytest.mark.parametrize("legacy", [False, True], ids=["contract", "legacy"])
+def test_dashboard_api_front_is_the_records_front(tmp_path: Path, synthetic, legacy: bool) -> None:
+    """Fails loudly when optuna-dashboard stops agreeing with records.pareto_front: what it reads (the
+    legacy constraints list, each trial's values) or how its API's best_trials is made (constraint-blind
+    in 0.21; dashboard_app drops the positively constrained trials from it)."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    study = synthetic.make_study(synthetic.records(16, seed=3), storage=url)
-    infeasible = {t.number for t in study.trials if not feasible(t)}
-    # Precondition that makes the test meaningful: without constraints an infeasible trial is on the front.
-    assert infeasible & {t.number for t in get_pareto_front_trials(study.trials, study.directions)}
+    synthetic.make_study(synthetic.mixed(), storage=url, name="mixed", legacy=legacy)
+    if legacy:  # trials written before the contract carry no front_eligible: reused/diverged look best
+        assert {4, 5} <= set(best_numbers(study_detail(dashboard_app(url), "mixed")))
+        assert backfill_constraints(optuna.load_study(study_name="mixed", storage=url)) == 2
+    assert backfill_constraints(optuna.load_study(study_name="mixed", storage=url)) == 0
+    study = optuna.load_study(study_name="mixed", storage=url)
+    front = [r.number for r in pareto_front(records(study))]
+    assert front == [0, 1]
 
-    detail = study_detail(dashboard_app(url), study.study_name)
+    plain = study_detail(optuna_dashboard.wsgi(url), "mixed")  # optuna-dashboard as it is, no wrapper
+    assert plain["directions"] == ["maximize", "minimize"]
+    if not legacy:
+        assert plain["objective_names"] == ["top1", "gflops"]  # from study.set_metric_names
+    complete = [t for t in plain["trials"] if t["state"] == "Complete"]
+    positive = {t["number"] for t in complete if any(c > 0 for c in t["constraints"])}
+    assert positive == {3, 4, 5}  # over budget, reused, diverged: what its plots draw as infeasible
+    feasible = [t for t in complete if t["number"] not in positive]
+    points = np.array([[-t["values"][0], t["values"][1]] for t in feasible])
+    ui_front = sorted(t["number"] for t, keep in zip(feasible, moocore.is_nondominated(points, keep_weakly=True),
+                                                     strict=True) if keep)
+    assert ui_front == front  # the dashboard's Pareto-front plot: non-dominated feasible trials
+    raw_best = set(best_numbers(plain))
+    assert set(front) <= raw_best and raw_best - positive == set(front)  # what dashboard_app relies on
 
-    assert detail["directions"] == ["maximize", "minimize"]
-    assert all(len(t["values"]) == 2 for t in detail["trials"])
-    by_number = {t["number"]: t for t in detail["trials"]}
-    for number, trial in by_number.items():
-        budget_gap = study.trials[number].values[1] - synthetic.budget
-        assert trial["constraints"] == [budget_gap]
-        assert (number in infeasible) == any(c > 0 for c in trial["constraints"])
-    best = sorted(t["number"] for t in detail["best_trials"])
-    assert best == sorted(t.number for t in study.best_trials)
-    assert best and not set(best) & infeasible
+    assert best_numbers(study_detail(dashboard_app(url), "mixed")) == front
+    assert sorted(t.number for t in study.best_trials) == front
+
+
+def best_numbers(detail: dict[str, Any]) -> list[int]:
+    return sorted(t["number"] for t in detail["best_trials"])
 
 
 def named_only_study(url: str, name: str, synthetic) -> optuna.Study:
@@ -80,8 +100,8 @@ def test_backfill_fixes_trials_recorded_with_set_constraint_only(tmp_path: Path,
     named_only_study(url, "old", synthetic)
     assert [t["constraints"] for t in study_detail(dashboard_app(url), "old")["trials"]] == [[], []]
 
-    assert backfill_legacy_constraints(optuna.load_study(study_name="old", storage=url)) == 2
-    assert backfill_legacy_constraints(optuna.load_study(study_name="old", storage=url)) == 0
+    assert backfill_constraints(optuna.load_study(study_name="old", storage=url)) == 2
+    assert backfill_constraints(optuna.load_study(study_name="old", storage=url)) == 0
 
     detail = study_detail(dashboard_app(url), "old")
     assert [t["constraints"] for t in detail["trials"]] == [[6.0 - synthetic.budget], [4.0 - synthetic.budget]]
@@ -166,7 +186,7 @@ def test_serve_reads_a_journal_file_and_serves_trial_artifacts(tmp_path: Path, s
     assert detail["directions"] == ["maximize", "minimize"]
     by_number = {t["number"]: t for t in detail["trials"][:-1]}
     assert {n: t["constraints"] for n, t in by_number.items()} == {
-        t.number: [t.values[1] - synthetic.budget] for t in study.trials[:-1]
+        t.number: [-1.0, t.values[1] - synthetic.budget] for t in study.trials[:-1]  # front_eligible, budget
     }
     assert sorted(t["number"] for t in detail["best_trials"]) == sorted(t.number for t in study.best_trials)
     assert [a["artifact_id"] for a in last["artifacts"]] == [artifact_id]
