@@ -1,18 +1,32 @@
-"""The study file: one TOML or YAML file that says everything a study needs, validated up front.
+"""The study file: one TOML or YAML file that says everything a study needs, parsed once into typed values.
 
-The file is parsed with pydantic (so every mistake is reported with its field and a fix before any
-database or GPU is touched) and then converted to a plain frozen `StudyConfig`, which is what the rest of
-attnas uses. The file's dict is also stored with the study, so a resumed study can be checked against it.
+pydantic validates the file at the boundary (so every mistake is one line naming its field and a fix, before
+any database or GPU is touched) straight into the frozen values every module takes: `StudyConfig` with a
+`search_space.SearchSpace`, a `DataConfig` (a `trainer.SubsetSpec` once its root is resolved), a
+`trainer.Schedule`, the `goals.Objectives`, and the sampler, tracking, early-stopping and fidelity settings.
+Defaults live in one place: the sections' own fields below (and `trainer.Schedule`'s for `[schedule]`, which
+is validated by constructing it). The file's content is also stored with the study (`to_dict`), so a resumed
+study can be checked against it and read-side commands need only the storage URL.
+
+`search_space` and `trainer` import torch, so they are imported inside the functions that build those
+values: `attnas --help` imports this module and must not pay for torch (see studies/__init__.py).
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.dataclasses import dataclass as typed
+
+from .goals import Objectives
+
+if TYPE_CHECKING:
+    from search_space import SearchSpace
+    from trainer import Schedule, SubsetSpec
 
 
 class StudyError(Exception):
@@ -21,64 +35,88 @@ class StudyError(Exception):
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 DIGITS = "digits"  # the built-in dataset (scikit-learn digits, written to the cache on first use)
+HOME = Path(".attnas")  # every study's own folder lives under it: .attnas/<name>/ (runs/, report.html)
+FORBID = ConfigDict(extra="forbid")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@typed(frozen=True, config=FORBID)
+class DataConfig:
+    """The proxy subset: which images the architectures are trained and scored on (`trainer.SubsetSpec`)."""
 
-
-class DataModel(_Strict):
-    """The proxy subset: which images the architectures are trained and scored on."""
-
-    root: str = DIGITS
-    classes: str | list[str] = "all"
+    root: str = DIGITS  # a built-in dataset name (trainer.BUILTIN) or an ImageFolder tree
+    classes: str | tuple[str, ...] = "all"
     train_per_class: int | None = Field(default=None, ge=1)
     holdout_per_class: int = Field(default=50, ge=1)
     resolution: int = Field(default=64, ge=8, le=1024)
     seed: int = 0
 
+    def spec(self, root: str | None = None) -> SubsetSpec:
+        """The subset with `root` (default: the configured one, unresolved); validates the classes."""
+        from trainer import SubsetSpec
 
-class ScheduleModel(BaseModel):
-    """The proxy training schedule; fields beyond these pass through to trainer.Schedule unchanged."""
+        return SubsetSpec(**{**asdict(self), "root": root if root is not None else self.root})
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-    epochs: int = Field(default=5, ge=1)
-    batch_size: int = Field(default=128, ge=1)
-    width_mult: float = Field(default=1.0, gt=0, le=4)
-    seed: int = 0
+    def subset(self) -> SubsetSpec:
+        """The subset training reads: built-in datasets are written to the cache first (locked, idempotent)."""
+        from trainer import DataError, dataset_root
 
-
-class ObjectivesModel(_Strict):
-    """values[0] = proxy top-1 (max), values[1] = GFLOPs at `resolution` (min), values[2] = params (min)."""
-
-    params: bool = False
-    resolution: int = Field(default=224, ge=16, le=2048)
-    max_gflops: float | None = Field(default=None, gt=0)
+        try:
+            return self.spec(dataset_root(self.root))
+        except DataError as exc:
+            raise StudyError(f"data.root: {exc}") from None
 
 
-class SamplerModel(_Strict):
+@typed(frozen=True, config=FORBID)
+class SamplerConfig:
+    """Which Optuna sampler proposes architectures; each worker seeds it from `seed` and its worker number."""
+
     name: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
     seed: int | None = None
     startup_trials: int | None = Field(default=None, ge=1)
 
 
-class WandbModel(_Strict):
+@typed(frozen=True, config=FORBID)
+class WandbConfig:
+    """One Weights & Biases run per trained trial (studies.tracking)."""
+
     project: str | None = None
     mode: Literal["online", "offline", "disabled"] = "disabled"
 
 
-class StudyModel(_Strict):
+@typed(frozen=True, config=FORBID)
+class EarlyStopping:
+    """Multi-objective early stopping (MO-ASHA: rungs at min_epochs * eta**k); parsed now, wired in later."""
+
+    kind: Literal["none", "moasha"] = "none"
+    eta: int = Field(default=3, ge=2)
+    min_epochs: int = Field(default=1, ge=1)
+
+
+@typed(frozen=True, config=FORBID)
+class Fidelity:
+    """Placeholder for the fidelity study settings (parsed only; nothing reads them yet)."""
+
+    epochs_factor: float = Field(default=1.0, gt=0)
+    seeds: int = Field(default=1, ge=1)
+
+
+class StudyModel(BaseModel):
+    """The file's top level; the sections are the typed values above (validated in place)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1, max_length=200)
     storage: str | None = None
     artifacts: str | None = None
     trials: int = Field(default=20, ge=1)
     device: Literal["cpu", "cuda", "auto"] = "auto"
     space: dict[str, Any] = Field(default_factory=dict)
-    data: DataModel = Field(default_factory=DataModel)
-    schedule: ScheduleModel = Field(default_factory=ScheduleModel)
-    objectives: ObjectivesModel = Field(default_factory=ObjectivesModel)
-    sampler: SamplerModel = Field(default_factory=SamplerModel)
-    wandb: WandbModel = Field(default_factory=WandbModel)
+    data: DataConfig = Field(default_factory=DataConfig)
+    schedule: dict[str, Any] = Field(default_factory=dict)
+    objectives: Objectives = Field(default_factory=Objectives)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    fidelity: Fidelity | None = None
 
     @field_validator("name")
     @classmethod
@@ -90,56 +128,68 @@ class StudyModel(_Strict):
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """What a study is, as plain data (the pydantic model stays at the file boundary)."""
+    """What a study is, as typed frozen values (made by `from_dict`/`read_file`; defaults live there)."""
 
     name: str
     storage: str | None
     artifacts: str | None
     trials: int
     device: str
-    space: dict[str, Any]
-    data: dict[str, Any]
-    schedule: dict[str, Any]
-    objectives: dict[str, Any]
-    sampler: dict[str, Any]
-    wandb: dict[str, Any]
-    source: str | None = None  # the file it came from (relative paths in it are relative to this file)
+    space: SearchSpace
+    data: DataConfig
+    schedule: Schedule
+    objectives: Objectives
+    sampler: SamplerConfig
+    wandb: WandbConfig
+    early_stopping: EarlyStopping
+    fidelity: Fidelity | None
+    source: str | None = None  # the file it came from, for messages
+
+    @property
+    def folder(self) -> Path:
+        """The study's own folder for what a worker or `search` writes besides the storage: runs/, report.html."""
+        return HOME / self.name
 
     @property
     def max_gflops(self) -> float | None:
-        return self.objectives.get("max_gflops")
+        return self.objectives.max_gflops
 
     @property
     def directions(self) -> list[str]:
-        return ["maximize", "minimize"] + (["minimize"] if self.objectives.get("params") else [])
+        return self.objectives.directions
 
     @property
     def objective_names(self) -> list[str]:
-        return ["top1", "gflops"] + (["params_m"] if self.objectives.get("params") else [])
+        return self.objectives.names
 
     def to_dict(self) -> dict[str, Any]:
         """The file's content (no `source`): what is stored with the study and compared on resume."""
-        out = {k: getattr(self, k) for k in StudyModel.model_fields}
+        out: dict[str, Any] = {"name": self.name, "storage": self.storage, "artifacts": self.artifacts,
+                               "trials": self.trials, "device": self.device, **self.identity(),
+                               "sampler": asdict(self.sampler), "wandb": asdict(self.wandb),
+                               "early_stopping": asdict(self.early_stopping),
+                               "fidelity": asdict(self.fidelity) if self.fidelity else None}
         return {k: v for k, v in out.items() if v is not None}
 
     def with_overrides(self, *, trials: int | None = None, storage: str | None = None,
                        no_wandb: bool = False) -> StudyConfig:
         """The command line wins over the file for these three (and only these)."""
-        from dataclasses import replace
-
-        wandb = {**self.wandb, "mode": "disabled"} if no_wandb else self.wandb
         if trials is not None and trials < 1:
             raise StudyError(f"--trials: {trials} must be at least 1")
+        wandb = replace(self.wandb, mode="disabled") if no_wandb else self.wandb
         return replace(self, trials=trials or self.trials, storage=storage or self.storage, wandb=wandb)
 
     def identity(self) -> dict[str, Any]:
         """The parts a resumed study must keep: changing them would make old and new trials incomparable."""
-        return {"space": self.space, "objectives": self.objectives, "data": self.data,
-                "schedule": self.schedule}
+        data = asdict(self.data)
+        if isinstance(data["classes"], tuple):
+            data["classes"] = list(data["classes"])
+        return {"space": self.space.to_dict(), "objectives": asdict(self.objectives), "data": data,
+                "schedule": self.schedule.to_dict()}
 
 
 def from_dict(data: Any, source: str | None = None) -> StudyConfig:
-    """Validate a study file's content; raise StudyError naming the first bad field and its fix."""
+    """Validate a study file's content into a StudyConfig; raise StudyError naming the first bad field."""
     where = f"study file {source}" if source else "study file"
     if not isinstance(data, dict):
         raise StudyError(f"{where}: expected a table of settings (name = ..., [space], ...), got "
@@ -148,8 +198,23 @@ def from_dict(data: Any, source: str | None = None) -> StudyConfig:
         model = StudyModel.model_validate(data)
     except ValidationError as exc:
         raise StudyError(f"{where}: {_describe(exc)}") from None
-    dumped = model.model_dump()
-    return StudyConfig(**dumped, source=source)
+    from search_space import SearchSpace, SpecError
+    from trainer import DataError, Schedule, ScheduleError
+
+    try:
+        space = SearchSpace.from_dict(model.space)
+    except SpecError as exc:
+        raise StudyError(f"{where}: {exc}") from None
+    try:
+        schedule = Schedule.from_dict(model.schedule)
+    except (ScheduleError, TypeError) as exc:
+        raise StudyError(f"{where}: [schedule] {exc}; fix that field") from None
+    try:
+        model.data.spec()
+    except DataError as exc:
+        raise StudyError(f"{where}: [data] {exc}") from None
+    fields = {name: getattr(model, name) for name in StudyModel.model_fields}
+    return StudyConfig(**{**fields, "space": space, "schedule": schedule}, source=source)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -157,7 +222,7 @@ def _describe(exc: ValidationError) -> str:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or "(top level)"
     kind = err["type"]
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         return f"field `{field}` is not a known setting; remove it or check its spelling (see `attnas init`)"
     if kind == "missing":
         return f"field `{field}` is required; add it, e.g. {field} = \"my-study\""
@@ -188,16 +253,6 @@ def read_file(path: str | Path) -> StudyConfig:
         first = str(exc).splitlines()[0]
         raise StudyError(f"study file {path} is not valid YAML ({first}); fix the syntax") from None
     return from_dict(data, source=str(path))
-
-
-def check_space(config: StudyConfig) -> Any:
-    """Build the search space now, so a bad `[space]` fails before any study is created."""
-    from search_space import SearchSpace, SpecError
-
-    try:
-        return SearchSpace.from_dict(config.space)
-    except SpecError as exc:
-        raise StudyError(f"study file {config.source or ''}: {exc}".replace(": :", ":")) from None
 
 
 def example_path(name: str = "digits") -> Path:

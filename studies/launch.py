@@ -1,7 +1,7 @@
 """`attnas launch --slurm`: an array of workers on one study, through submitit.
 
 Every array task runs the same worker loop as `attnas worker`, so N tasks share one study and the total
-stays exact (see studies.run). The study must live in a storage every node can reach: PostgreSQL, or a
+stays exact (see studies.queue). The study must live in a storage every node can reach: PostgreSQL, or a
 journal file on shared disk; SQLite on NFS corrupts and locks (Optuna #815, #820, #1300).
 """
 
@@ -39,10 +39,10 @@ def storage_warning(config: StudyConfig) -> str | None:
 def run_worker(config_dict: dict[str, Any], source: str | None) -> int:
     """What each array task runs (pickled by submitit): one worker loop; returns how many trials it ran."""
     from .config import from_dict
-    from .run import start, work
+    from .worker import start, work
 
     config = from_dict(config_dict, source=source)
-    ctx, study = start(config)
+    ctx, study = start(config, join=True)
     return work(ctx, study).ran
 
 

@@ -3,7 +3,14 @@
 `create` (and every worker, under a cross-process lock) tops the study up to N slots by queueing empty
 WAITING trials; workers only ever *claim* a WAITING trial (studies.liveness: an atomic storage update)
 and never ask Optuna for a fresh one, so no number of workers can overshoot N. A failed trial that was
-re-queued (a retry carries its number in `retry_history`) does not count as a slot of its own.
+re-queued (a retry carries its number in `retry_history`) does not count as a slot of its own, and neither
+does a trial that recorded a duplicate proposal (outcome "reused"): `--trials N` means N distinct
+architectures.
+
+The dedup index: study system attrs `attnas:spec:<spec_id>` = [trial number, trial id] of the trial that owns
+the spec (trains it, or trained it). `take` reads and writes it under the same lock, so two workers proposing
+the same spec at once never both train it; one read of the study's system attrs replaces a scan of every
+COMPLETE trial. Workers are numbered in the order they join (`attnas:workers`), which seeds their samplers.
 """
 
 from __future__ import annotations
@@ -13,8 +20,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from .storage import StorageInfo
+
+RECORD = "attnas"  # the trial's one user attr (see /work/notes/CONTRACT.md)
+SPEC_KEY = "attnas:spec:"
+WORKERS_KEY = "attnas:workers"
 
 
 def retried_numbers(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
@@ -22,10 +34,16 @@ def retried_numbers(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
     return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
 
 
+def reused(trial: FrozenTrial) -> bool:
+    """A trial that recorded a proposal the study already had (not a slot of its own)."""
+    return (trial.user_attrs.get(RECORD) or {}).get("outcome") == "reused"
+
+
 def planned(study: optuna.Study) -> int:
-    """Slots the study holds: every trial except those that were retried by a later one."""
+    """Slots the study holds: every trial except those retried by a later one and recorded duplicates."""
     trials = study.get_trials(deepcopy=False)
-    return len(trials) - len(retried_numbers(trials) & {t.number for t in trials})
+    retried = retried_numbers(trials)
+    return sum(1 for t in trials if t.number not in retried and not reused(t))
 
 
 def top_up(info: StorageInfo, storage: Any, study: optuna.Study, total: int) -> int:
@@ -56,3 +74,53 @@ def lock(info: StorageInfo, storage: Any, name: str) -> Iterator[None]:
                 conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": "attnas:" + name})
     else:
         yield
+
+
+def study_id(storage: Any, study: optuna.Study) -> int:
+    return storage.get_study_id_from_name(study.study_name)
+
+
+def owners(storage: Any, sid: int) -> dict[str, tuple[int, int]]:
+    """The dedup index: spec id -> (trial number, trial id) of the trial that owns it."""
+    attrs = storage.get_study_system_attrs(sid)
+    return {k[len(SPEC_KEY):]: (v[0], v[1]) for k, v in attrs.items() if k.startswith(SPEC_KEY)}
+
+
+def take(info: StorageInfo, storage: Any, study: optuna.Study, spec_id: str, trial: optuna.Trial) -> FrozenTrial | None:
+    """Make `trial` the owner of `spec_id`, or return the trial that already owns it (RUNNING or finished).
+
+    A spec whose owner failed is free again (a retry of a killed trial takes its spec back this way).
+    """
+    sid = study_id(storage, study)
+    with lock(info, storage, study.study_name):
+        owner = owners(storage, sid).get(spec_id)
+        if owner is not None and owner[1] != trial._trial_id:
+            earlier = storage.get_trial(owner[1])
+            if earlier.state != TrialState.FAIL:
+                return earlier
+        storage.set_study_system_attr(sid, SPEC_KEY + spec_id, [trial.number, trial._trial_id])
+    return None
+
+
+def index_existing(info: StorageInfo, storage: Any, study: optuna.Study) -> int:
+    """Index the specs of a study made before the index existed (once: a no-op when it is there)."""
+    sid = study_id(storage, study)
+    if owners(storage, sid) or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return 0
+    with lock(info, storage, study.study_name):
+        done = 0
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            spec_id = (t.user_attrs.get(RECORD) or {}).get("spec_id") or t.user_attrs.get("spec_id")
+            if spec_id and not reused(t) and t.user_attrs.get("reused_from") is None:
+                storage.set_study_system_attr(sid, SPEC_KEY + spec_id, [t.number, t._trial_id])
+                done += 1
+    return done
+
+
+def join(info: StorageInfo, storage: Any, study: optuna.Study) -> int:
+    """This worker's number (0 for the first worker of the study, then 1, 2, ...)."""
+    sid = study_id(storage, study)
+    with lock(info, storage, study.study_name):
+        number = int(storage.get_study_system_attrs(sid).get(WORKERS_KEY, 0))
+        storage.set_study_system_attr(sid, WORKERS_KEY, number + 1)
+    return number

@@ -147,35 +147,54 @@ def resolve(config: StudyConfig, storage: str | None = None) -> StorageInfo:
     return parse(storage or config.storage or default_storage(config))
 
 
-def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
-    """The configured sampler; constraints come from the trials' own set_constraint values."""
+def make_sampler(config: StudyConfig, worker: int | None = None) -> optuna.samplers.BaseSampler:
+    """The configured sampler, seeded for worker number `worker` (see `worker_seed`).
+
+    Constraints come from the trials' own set_constraint values.
+    """
     s = config.sampler
-    seed = s.get("seed")
-    startup = s.get("startup_trials")
+    seed = worker_seed(s.seed, worker)
+    startup = s.startup_trials
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if s["name"] == "random":
+        if s.name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
-        if s["name"] == "nsga2":
+        if s.name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=startup or 10)
-        if s["name"] == "gp":
+        if s.name == "gp":
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup or 10)
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=True, constant_liar=True, n_startup_trials=startup or 10
         )
 
 
+def worker_seed(seed: int | None, worker: int | None) -> int | None:
+    """The sampler seed of worker number `worker` (0, 1, ... in the order workers joined the study).
+
+    Worker 0 uses the study's seed itself, so one worker alone stays reproducible; every other worker (and a
+    restarted one) draws its own, so two seeded workers never propose the same sequence of architectures.
+    """
+    if seed is None or not worker:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence((seed, worker)).generate_state(1)[0])
+
+
 def create_or_resume(config: StudyConfig, storage: optuna.storages.BaseStorage) -> optuna.Study:
     """Create the study, or resume it when the same space/objectives/proxy are asked for again.
 
     Resuming with a different identity is refused: old and new trials would be scored differently, and
-    the Pareto front would mix them silently.
+    the Pareto front would mix them silently. Identities are compared as parsed values, so a study stored
+    by an older attnas (fewer defaults written out) resumes when it means the same thing.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
+    from .config import from_dict
+
     try:
         study = optuna.create_study(
-            study_name=config.name, storage=storage, directions=config.directions,
+            study_name=config.name, storage=storage, directions=config.objectives.directions,
             sampler=make_sampler(config), load_if_exists=True,
         )
         stored = study.user_attrs.get("attnas.config")
@@ -184,17 +203,23 @@ def create_or_resume(config: StudyConfig, storage: optuna.storages.BaseStorage) 
                 raise StudyError(f"study {config.name!r} exists but was not made by attnas; use another name")
             study.set_user_attr("attnas.config", config.to_dict())
             study.set_user_attr("attnas.version", _version())
+            config.objectives.name_metrics(study)
             return study
     except SQLAlchemyError as exc:
         raise unreachable(getattr(storage, "url", "storage"), exc) from None
-    old = {k: stored.get(k) for k in config.identity()}
+    try:
+        old = from_dict(stored).identity()
+    except StudyError:
+        old = {k: stored.get(k) for k in config.identity()}
     for key, value in config.identity().items():
         if _normal(old[key]) != _normal(value):
             raise StudyError(
                 f"study {config.name!r} already exists with a different `{key}`; resuming would mix "
                 f"incomparable trials. Restore the original `{key}` or choose a new `name`"
             )
-    study.set_user_attr("attnas.config", {**stored, "trials": config.trials, "wandb": config.wandb})
+    changed = config.to_dict()
+    study.set_user_attr("attnas.config", {**stored, "trials": changed["trials"], "wandb": changed["wandb"]})
+    config.objectives.name_metrics(study)
     return study
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from optuna.trial import TrialState
 
 from .. import config as cfg
 from .. import storage as st
@@ -30,7 +31,7 @@ def init(path: Annotated[Path, typer.Argument()] = Path("study.toml"),
 def create(study_file: Path, trials: Trials = None, storage: Storage = None, no_wandb: NoWandb = False) -> None:
     """Create the study, or resume it (idempotent); refuses a changed search space or objectives."""
     from ..results import counts
-    from ..run import start
+    from ..worker import start
 
     config = _config(study_file, trials, storage, no_wandb)
     _, study = start(config)
@@ -45,51 +46,65 @@ def worker(study_file: Path, trials: Trials = None, storage: Storage = None, no_
 
 @app.command()
 def search(study_file: Path, trials: Trials = None, storage: Storage = None, no_wandb: NoWandb = False,
-           report: Annotated[Path, typer.Option(help="Where to write the HTML report.")] =
-           Path("attnas-report.html")) -> None:
+           report: Annotated[Path | None, typer.Option(help="Where to write the HTML report "
+                                                       "(default: .attnas/<study name>/report.html).")] = None,
+           ) -> None:
     """Create (or resume) the study, run one worker, print the Pareto front, write the report."""
     from ..report import write_report
 
-    study = _work(_config(study_file, trials, storage, no_wandb))
+    config = _config(study_file, trials, storage, no_wandb)
+    study = _work(config)
     _front_table(study)
-    out.print(f"report: {write_report(study, report)}")
+    path = report or config.folder / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.print(f"report: {write_report(study, path)}")
 
 
 def _work(config: cfg.StudyConfig) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..run import Hooks, start, work
+    from ..worker import Hooks, start, work
 
-    ctx, study = start(config)
-    epochs = config.schedule["epochs"]
+    ctx, study = start(config, join=True)
+    epochs = config.schedule.epochs
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=out, transient=False) as progress:
         task = progress.add_task("trials", total=config.trials, completed=_done(study))
         hooks = Hooks(
             on_start=lambda n, name: progress.update(task, description=f"trial {n} {name}"),
             on_epoch=lambda n, s: progress.update(task, description=f"trial {n} epoch {s.epoch}/{epochs}"),
-            on_end=lambda t: (progress.console.print(_ended(t)), progress.update(task, completed=_done(study))),
+            on_end=lambda n, record: (progress.console.print(_ended(n, record)),
+                                      progress.update(task, completed=_done(study))),
         )
         stats = work(ctx, study, hooks)
-    out.print(f"this worker ran {stats.ran} trial(s), {stats.failed} failed")
+    reused = f", {stats.reused} proposal(s) already in the study (reused, not trained)" if stats.reused else ""
+    out.print(f"this worker ran {stats.ran} trial(s), {stats.failed} failed{reused}")
+    if stats.exhausted:
+        err.print(f"note: {stats.exhausted}")
     return study
 
 
 def _done(study: Any) -> int:
-    from ..results import counts
+    """Slots done: COMPLETE trials that are not reused duplicates (those take no slot)."""
+    from ..queue import reused
 
-    return counts(study).get("COMPLETE", 0)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not reused(t))
 
 
-def _ended(trial: Any) -> str:
+def _ended(number: int, record: dict[str, Any]) -> str:
     """One line per finished trial; an over-budget spec says so instead of showing its untrained 0% top-1."""
-    scores = trial.user_attrs.get("scores") or {}
-    head = f"trial {trial.number} {trial.state.name.lower()}"
-    if scores.get("status") == "over_budget":
-        return f"{head}: over the FLOP budget ({scores.get('gflops', 0):.2f} GFLOPs), not trained"
-    if trial.user_attrs.get("reused_from") is not None:
-        return f"{head}: same spec as trial {trial.user_attrs['reused_from']}, reused"
-    return f"{head} top-1 {scores.get('top1') or 0:.3f}"
+    head = f"trial {number}"
+    outcome = record.get("outcome")
+    if record.get("error") and outcome is None:
+        return f"{head} failed: {record['error']}"
+    if outcome == "over_budget":
+        return f"{head}: over the FLOP budget ({record.get('gflops', 0):.2f} GFLOPs), not trained"
+    if outcome == "reused":
+        return f"{head}: same spec as trial {record.get('reused_from')}, reused (takes no slot)"
+    if outcome == "diverged":
+        return f"{head}: diverged (loss not finite) after {record.get('epochs')} epoch(s)"
+    resumed = f", resumed at epoch {record['start_epoch'] + 1}" if record.get("start_epoch") else ""
+    return f"{head} complete top-1 {record.get('top1') or 0:.3f}{resumed}"
 
 
 @app.command()

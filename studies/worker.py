@@ -1,0 +1,305 @@
+"""The worker loop: claim a slot -> suggest -> cost -> train | reuse | skip -> tell, until the study is done.
+
+Why the total stays exact with any number of workers: studies.queue. How a dead worker's trial comes back:
+studies.liveness. This module is the loop and one trial, with the trial's bookkeeping kept to a handful of
+writes: one user attr `attnas` (see /work/notes/CONTRACT.md) written when the trial starts and again when it
+ends, its constraints, and the tell.
+
+- A spec over the FLOP budget (`Objectives.feasible`) is recorded with its cost and never trained.
+- A spec the study already has (COMPLETE or RUNNING, found through the dedup index) is never trained again:
+  the proposal is recorded as outcome "reused" (the owner's values when it has them; `front_eligible` +1)
+  and does not take a slot, so a new slot is queued and the sampler asked again. When every architecture
+  of the space is in the study, the worker says so and leaves the remaining slots queued.
+- Checkpoints live in the study's run folder (`<study folder>/runs/`, keyed by spec, subset and schedule
+  by trainer), so a retried trial continues from its last completed epoch. A finished trial's final
+  checkpoint becomes an Optuna artifact and its run folder is removed; if storing the artifacts fails, the
+  trial keeps its result (with the error noted) and its checkpoint stays in the run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import FrozenTrial, TrialState
+
+import objectives
+import trainer
+from search_space import ArchSpec, suggest
+from trainer.checkpoint import FILE as CHECKPOINT
+
+from . import queue, tracking
+from . import storage as st
+from .config import StudyConfig, StudyError
+from .goals import mark_ineligible
+from .liveness import Liveness, for_storage, retry
+from .queue import RECORD
+
+#: Duplicate proposals in a row after which a worker stops: the sampler keeps proposing what the study has.
+MAX_DUPLICATES = 50
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a worker needs, built once per process."""
+
+    config: StudyConfig
+    info: st.StorageInfo
+    storage: optuna.storages.BaseStorage
+    liveness: Liveness
+    subset: trainer.SubsetSpec
+    device: str
+    artifacts: Path
+    runs: Path
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the CLI shows while a worker runs (kept out of here so workers stay UI-free)."""
+
+    on_start: Callable[[int, str], None] = lambda number, name: None
+    on_epoch: Callable[[int, trainer.EpochStats], None] = lambda number, stats: None
+    on_end: Callable[[int, dict[str, Any]], None] = lambda number, record: None
+
+
+@dataclass
+class WorkerStats:
+    """What one worker did: trials it ran (reused proposals included), failures, and why it stopped early."""
+
+    ran: int = 0
+    failed: int = 0
+    reused: int = 0
+    errors: list[str] = field(default_factory=list)
+    exhausted: str | None = None
+
+
+def context(config: StudyConfig) -> Context:
+    """Check everything that can fail before a study is touched (data, device, storage URL) and open it."""
+    info = st.resolve(config)
+    subset = config.data.subset()
+    device = config.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    storage = st.open_storage(info)
+    return Context(config, info, storage, for_storage(info, storage), subset, device,
+                   st.artifact_dir(config, info), config.folder / "runs")
+
+
+def start(config: StudyConfig, *, join: bool = False) -> tuple[Context, optuna.Study]:
+    """What `create`, `worker` and `search` share: check, create or resume, index, top the queue up.
+
+    With `join`, this process is a worker: it takes the next worker number and seeds its sampler with it.
+    """
+    ctx = context(config)
+    study = st.create_or_resume(config, ctx.storage)
+    queue.index_existing(ctx.info, ctx.storage, study)
+    queue.top_up(ctx.info, ctx.storage, study, config.trials)
+    if join:
+        study.sampler = st.make_sampler(config, queue.join(ctx.info, ctx.storage, study))
+    return ctx, study
+
+
+# -- the loop -----------------------------------------------------------------------------------------------
+def work(ctx: Context, study: optuna.Study, hooks: Hooks | None = None, poll_s: float = 1.0) -> WorkerStats:
+    """Run queued trials until none is queued or running; stop after 3 errors in a row (a broken setup)."""
+    hooks = hooks or Hooks()
+    stats = WorkerStats()
+    streak = duplicates = 0
+    fresh = True  # False once the space is exhausted: then only retries are claimed
+    while True:
+        ctx.liveness.recover(study)
+        trial = ctx.liveness.claim(study, fresh=fresh)
+        if trial is None:
+            if not _busy(study, fresh):
+                return stats
+            time.sleep(poll_s)
+            continue
+        with ctx.liveness.beating(trial._trial_id):
+            outcome, error = run_trial(ctx, study, trial, hooks)
+        stats.ran += 1
+        if outcome == "reused":
+            stats.reused += 1
+            duplicates += 1
+            fresh, stop = _after_duplicate(ctx, study, duplicates, stats)
+            if stop:
+                return stats
+            continue
+        duplicates = 0
+        if error is None:
+            streak = 0
+            continue
+        stats.failed += 1
+        stats.errors.append(error)
+        streak += 1
+        if streak >= 3:
+            raise StudyError(f"3 trials in a row failed in this worker (last: {error}); fix the cause and "
+                             "run the worker again")
+
+
+def _busy(study: optuna.Study, fresh: bool) -> bool:
+    """Whether anything is left to claim or to wait for (a running trial may still come back as a retry)."""
+    left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    return any(t.state == TrialState.RUNNING or fresh or t.params for t in left)
+
+
+def _after_duplicate(ctx: Context, study: optuna.Study, duplicates: int, stats: WorkerStats) -> tuple[bool, bool]:
+    """Queue a new slot for the duplicate, unless the space is exhausted; returns (fresh, stop)."""
+    size = ctx.config.space.size()
+    known = len(queue.owners(ctx.storage, queue.study_id(ctx.storage, study)))
+    if known >= size:
+        stats.exhausted = (f"the search space holds {size} architecture(s) and all of them are in the study; "
+                           "the slots left stay queued (lower --trials or widen [space])")
+        return False, False
+    if duplicates >= MAX_DUPLICATES:
+        stats.exhausted = (f"the sampler proposed {duplicates} architectures the study already has in a row; "
+                           "stopping this worker (widen [space] or change the sampler)")
+        return True, True
+    queue.top_up(ctx.info, ctx.storage, study, ctx.config.trials)
+    return True, False
+
+
+# -- one trial ----------------------------------------------------------------------------------------------
+def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hooks) -> tuple[str | None, str | None]:
+    """Score one claimed trial and tell the study; returns (outcome, error), one of them None.
+
+    Order matters: the cost and the constraints are written before any training, so an over-budget spec is
+    recorded (and seen by the sampler) without being trained, and a spec the study has is never retrained.
+    """
+    record: dict[str, Any] = {}
+    try:
+        spec = suggest(trial, ctx.config.space)
+        cost = objectives.measure(spec, ctx.config.objectives.resolution)
+        record.update(fresh_record(spec, cost))
+        hooks.on_start(trial.number, spec.name)
+        owner = queue.take(ctx.info, ctx.storage, study, spec.id, trial)
+        if owner is not None:
+            record.update(_reuse(ctx, study, trial, record, owner))
+        else:
+            goals = ctx.config.objectives
+            goals.constrain(trial, cost.gflops)
+            trial.set_user_attr(RECORD, record)
+            if goals.feasible(cost.gflops):
+                record.update(_train(ctx, trial, spec, record, hooks))
+            else:
+                record["outcome"] = "over_budget"
+            _tell(ctx, study, trial, record)
+        hooks.on_end(trial.number, record)
+        return record["outcome"], None
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return None, None  # declared dead by another worker while slow; its retry owns the slot now
+    except KeyboardInterrupt:
+        _fail(ctx, study, trial, record, "interrupted", requeue=True)
+        raise
+    except Exception as exc:
+        message = f"trial {trial.number}: {type(exc).__name__}: {exc}".splitlines()[0]
+        _fail(ctx, study, trial, record, message, requeue=False)
+        hooks.on_end(trial.number, {**record, "error": message})
+        return None, message
+
+
+def fresh_record(spec: ArchSpec, cost: objectives.Cost) -> dict[str, Any]:
+    """The trial attr as it is known before any training (CONTRACT.md), without an outcome yet."""
+    return {"spec": spec.to_dict(), "spec_id": spec.id, "spec_name": spec.name, "gflops": cost.gflops,
+            "gflops_fvcore": cost.gflops_fvcore, "params": cost.params, "top1": None, "top5": None, "epochs": 0,
+            "start_epoch": 0, "curve": [], "seconds": 0.0, "reused_from": None, "error": None, "artifacts": []}
+
+
+def _reuse(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[str, Any],
+           owner: FrozenTrial) -> dict[str, Any]:
+    """Record a duplicate proposal: the owner's values when it has them, else its cost with top-1 0.0."""
+    earlier = owner.user_attrs.get(RECORD) or {}
+    legacy = owner.user_attrs.get("scores") or {}  # trials written by an older attnas
+    done = owner.state == TrialState.COMPLETE
+    top1 = earlier.get("top1", legacy.get("top1")) if done else None
+    top5 = earlier.get("top5", legacy.get("top5")) if done else None
+    final = {**record, "outcome": "reused", "reused_from": owner.number, "top1": top1, "top5": top5}
+    goals = ctx.config.objectives
+    goals.constrain(trial, record["gflops"], eligible=False)
+    trial.set_user_attr(RECORD, final)
+    values = owner.values if done and owner.values else goals.values(None, record["gflops"], record["params"])
+    study.tell(trial, list(values))
+    return final
+
+
+def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, Any], hooks: Hooks) -> dict[str, Any]:
+    """Proxy-train in the run folder (resuming a checkpoint there); store the spec and final checkpoint."""
+    config = ctx.config
+    run = tracking.open_run(
+        project=config.wandb.project, mode=config.wandb.mode, group=config.name, name=spec.name,
+        config={"spec": spec.to_dict(), "spec_id": spec.id, "trial": trial.number,
+                "data": ctx.subset.to_dict(), "schedule": config.schedule.to_dict()},
+    )
+    first: list[int] = []
+
+    def on_epoch(stats: trainer.EpochStats) -> None:
+        first[:] = first or [stats.epoch]
+        run.log_epoch(stats.epoch, {k: v for k, v in stats.to_dict().items() if k != "epoch"})
+        hooks.on_epoch(trial.number, stats)
+
+    try:
+        result = trainer.proxy_train(spec, ctx.subset, config.schedule, ctx.device, on_epoch=on_epoch,
+                                     checkpoint_dir=ctx.runs, progress=False)
+    except BaseException as exc:  # a crash or Ctrl-C never leaves a dangling tracking run
+        run.finish({"error": f"{type(exc).__name__}: {exc}"[:500]}, failed=True)
+        raise
+    trained = result.status == "ok"
+    out: dict[str, Any] = {
+        "outcome": "trained" if trained else "diverged", "top1": result.top1 if trained else None,
+        "top5": result.top5 if trained else None, "epochs": result.epochs,
+        "start_epoch": first[0] - 1 if first else len(result.history),
+        "curve": [h.top1 for h in result.history], "seconds": result.seconds,
+    }
+    run.finish({"status": out["outcome"], "top1": out["top1"], "gflops": record["gflops"],
+                "params": record["params"]})
+    if not trained:
+        mark_ineligible(trial)
+    folder = Path(result.checkpoint).parent if result.checkpoint else ctx.runs / spec.id
+    try:
+        out["artifacts"] = _upload(ctx, trial, spec, folder)
+    except Exception as exc:  # the result stands; the checkpoint stays in the run folder
+        out["error"] = f"could not store artifacts in {ctx.artifacts}: {type(exc).__name__}: {exc}".splitlines()[0]
+        return out
+    shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def _upload(ctx: Context, trial: optuna.Trial, spec: ArchSpec, folder: Path) -> list[str]:
+    """The spec JSON and the final checkpoint, as Optuna artifacts of the trial (dashboard-visible)."""
+    ctx.artifacts.mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(str(ctx.artifacts))
+    folder.mkdir(parents=True, exist_ok=True)
+    spec_file = folder / f"{spec.name}.json"
+    spec_file.write_text(spec.to_json(indent=2))
+    checkpoint = folder / CHECKPOINT
+    files = [spec_file] + ([checkpoint] if checkpoint.is_file() else [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return [upload_artifact(artifact_store=store, file_path=str(f), study_or_trial=trial) for f in files]
+
+
+def _tell(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[str, Any]) -> None:
+    trial.set_user_attr(RECORD, record)
+    study.tell(trial, ctx.config.objectives.values(record["top1"], record["gflops"], record["params"]))
+
+
+def _fail(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[str, Any], message: str, *,
+          requeue: bool) -> None:
+    """Record a failed trial; an interrupted one is queued again with its params (its checkpoint stays)."""
+    with contextlib.suppress(Exception):
+        trial.set_user_attr(RECORD, {**record, "error": message})
+    try:
+        study.tell(trial, state=TrialState.FAIL)
+    except Exception:
+        return
+    if requeue:
+        retry(study, ctx.storage.get_trial(trial._trial_id))
