@@ -11,6 +11,10 @@ figures from one trace:
   fvcore counts adaptive_avg_pool2d), max_pool2d one per window element. ReLU stays uncounted in both:
   fvcore ignores it before consulting handles, and it is the same for every spec of a backbone.
 
+An attention kind whose module uses an op neither list counts brings its own handle in its registry entry
+(`KindEntry.flop_handles`); it joins the complete count, like the extras above, for specs holding that kind
+only, so a plug-in can never move the figures of any other spec.
+
 The model is counted in eval mode with batch 1, so BatchNorm statistics are never touched.
 """
 
@@ -31,6 +35,7 @@ with warnings.catch_warnings():  # fvcore's focal loss calls torch.jit.script at
     from fvcore.nn.jit_handles import elementwise_flop_counter, get_shape
 
 from search_space import ArchSpec, build_model
+from search_space.registry import entry_for
 
 #: Module prefix -> report section: the stem, the four stages, the classifier head.
 SECTIONS = {"conv1": "stem", "bn1": "stem", "maxpool": "stem", "layer1": "c2", "layer2": "c3", "layer3": "c4",
@@ -51,6 +56,19 @@ EXTRA_HANDLES = {
 }
 #: The names fvcore's by_operator() uses for the extra handles (the op name without `aten::`).
 EXTRA_OPERATORS = frozenset(name.split("::")[1] for name in EXTRA_HANDLES)
+
+
+def spec_handles(spec: ArchSpec) -> dict[str, Any]:
+    """The extra handles plus those the kinds in `spec` declare; refuses one that would recount an extra op."""
+    handles = dict(EXTRA_HANDLES)
+    for attn in spec.stages:
+        kind = entry_for(attn)
+        for op, handle in (kind.flop_handles if kind is not None else {}).items():
+            if op in EXTRA_HANDLES:
+                raise ValueError(f"attention kind {kind.name!r} declares a FLOP handle for {op}, which objectives "
+                                 "already counts; drop it from the kind's flop_handles")
+            handles[op] = handle
+    return handles
 
 
 @dataclass(frozen=True)
@@ -123,13 +141,15 @@ def _counted(spec: ArchSpec, resolution: int) -> tuple[FlopCount, int]:
 def _count(spec: ArchSpec, resolution: int) -> tuple[FlopCount, int]:
     model = build_model(spec).eval()
     params = sum(p.numel() for p in model.parameters())
-    analysis = FlopCountAnalysis(model, torch.zeros(1, 3, resolution, resolution)).set_op_handle(**EXTRA_HANDLES)
+    handles = spec_handles(spec)
+    analysis = FlopCountAnalysis(model, torch.zeros(1, 3, resolution, resolution)).set_op_handle(**handles)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
     logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
     with torch.no_grad():
         complete = int(analysis.total())
     by_operator = {op: int(n) for op, n in analysis.by_operator().items()}
-    fvcore = complete - sum(n for op, n in by_operator.items() if op in EXTRA_OPERATORS)
+    extra = {name.split("::")[1] for name in handles}
+    fvcore = complete - sum(n for op, n in by_operator.items() if op in extra)
     by_module = analysis.by_module()
     per_stage: dict[str, int] = {}
     for prefix, section in SECTIONS.items():

@@ -1,4 +1,4 @@
-"""The three attention blocks, one small module each, built from a spec's per-stage setting.
+"""The three built-in attention blocks, one small module each, built from a spec's per-stage setting.
 
 Every block takes `(channels, setting)` and maps a (N, C, H, W) tensor to the same shape. Initialisation
 follows each paper's reference code: blocks with `add` fusion start as the identity (zero last conv or BN
@@ -10,7 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .spec import GC, NL, SE, Attention, NoAttn
+from .checks import SpecError
+from .entry import Attention
+from .gc import GC
+from .nl import NL
+from .registry import entry_for
+from .se import SE
 
 
 def reduced_channels(channels: int, ratio: int) -> int:
@@ -119,12 +124,9 @@ class NonLocal(nn.Module):
         return x * torch.sigmoid(t) if self.fusion == "scale" else x + t
 
 
-#: Block kind -> module class: the one place a new attention type is registered.
-BLOCKS: dict[str, type[nn.Module]] = {"se": SqueezeExcite, "gc": GlobalContext, "nl": NonLocal}
-
-
 def make_block(channels: int, setting: Attention) -> nn.Module | None:
-    """The attention module for `setting` on `channels`, or None for no attention."""
-    if isinstance(setting, NoAttn):
-        return None
-    return BLOCKS[setting.kind](channels, setting)
+    """The attention module for `setting` on `channels` (its registry entry's builder), or None for none."""
+    kind = entry_for(setting)
+    if kind is None:
+        raise SpecError(f"{setting!r} is not a setting of a registered attention kind")
+    return kind.build(channels, setting)

@@ -2,9 +2,9 @@
 
 Mirrors torchvision's `models/resnet.py` (v1.5: stride in the 3x3 conv) module for module, so a spec
 with no attention *is* torchvision's ResNet: same parameters, same fvcore FLOPs, and torchvision's
-`state_dict` loads strictly for every backbone key. Attention modules live under new keys only:
-`layerK.i.attn` (SE/GC, on the residual branch before the addition, as both papers place them) and
-`layerK.i.nl` (NL, after the residual block).
+`state_dict` loads strictly for every backbone key. Attention modules live under new keys only, by their
+kind's registry placement: `layerK.i.attn` (`inside`: SE/GC, on the residual branch before the addition,
+as both papers place them) and `layerK.i.nl` (`after`: NL, after the residual block).
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import BLOCKS, make_block
-from .spec import BLOCKS_PER_STAGE, EXPANSION, NL, STAGE_PLANES, ArchSpec, Attention, scaled_channels
+from .blocks import make_block
+from .checks import SpecError
+from .entry import Attention
+from .registry import entry_for
+from .spec import BLOCKS_PER_STAGE, EXPANSION, STAGE_PLANES, ArchSpec, scaled_channels
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -32,7 +35,7 @@ class _Residual(nn.Module):
     relu: nn.ReLU
 
     def merge(self, branch: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        """SE/GC on the residual branch before the addition; NL after the block's final ReLU."""
+        """`inside` kinds (SE/GC) on the residual branch before the addition; `after` kinds (NL) after the ReLU."""
         if self.attn is not None:
             branch = self.attn(branch)
         out = self.relu(branch + identity)
@@ -88,15 +91,6 @@ class Bottleneck(_Residual):
         return self.merge(self.bn3(self.conv3(out)), identity)
 
 
-def nl_positions(blocks: int, count: int) -> set[int]:
-    """Indices of the residual blocks followed by an NL block: every other one, counting back from the last.
-
-    count=1 is "after the last block"; count=ceil(n/2) is the NL paper's every-other-block setting
-    (e.g. 3 in ResNet-50's res4 and 2 in res3 for its 5-block model).
-    """
-    return {blocks - 1 - 2 * i for i in range(count)}
-
-
 class ResNet(nn.Module):
     def __init__(
         self, spec: ArchSpec, num_classes: int = 1000, *, width_mult: float = 1.0, input_size: int | None = None
@@ -128,23 +122,24 @@ class ResNet(nn.Module):
         out_channels = planes * block.expansion
         if stride != 1 or self.inplanes != out_channels:
             downsample = nn.Sequential(conv1x1(self.inplanes, out_channels, stride), nn.BatchNorm2d(out_channels))
-        inside = None if isinstance(setting, NL) else setting
-        after = nl_positions(blocks, setting.count) if isinstance(setting, NL) else set()
+        kind = entry_for(setting)
+        if kind is None:
+            raise SpecError(f"{setting!r} is not a setting of a registered attention kind")
+        positions = kind.block_positions(setting, blocks)
+        slot = "attn" if kind.placement == "inside" else "nl"
         layers = []
         for i in range(blocks):
+            module = make_block(out_channels, setting) if i in positions else None
             layers.append(
-                block(
-                    self.inplanes, planes, stride if i == 0 else 1, downsample if i == 0 else None,
-                    attn=make_block(out_channels, inside) if inside is not None else None,
-                    nl=make_block(out_channels, setting) if i in after else None,
-                )
+                block(self.inplanes, planes, stride if i == 0 else 1, downsample if i == 0 else None, **{slot: module})
             )
             self.inplanes = out_channels
         return nn.Sequential(*layers)
 
     def _init_backbone(self) -> None:
         """torchvision's init for backbone modules; attention blocks keep their own (paper) init."""
-        attention = {id(m) for b in self.modules() if isinstance(b, tuple(BLOCKS.values())) for m in b.modules()}
+        added = [a for b in self.modules() if isinstance(b, _Residual) for a in (b.attn, b.nl) if a is not None]
+        attention = {id(m) for a in added for m in a.modules()}
         for m in self.modules():
             if id(m) in attention:
                 continue

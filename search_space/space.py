@@ -3,34 +3,29 @@
 One list of ratios serves SE and GC and one list of fusions serves all three kinds, so each Optuna
 parameter name (`c3.ratio`, `c3.fusion`, ...) always has the same choices: Optuna refuses a name whose
 distribution changes between trials, and a stable name is what makes studies comparable and resumable.
+
+Which lists a kind samples from is its registry entry's business (`KindEntry.params`). The lists the
+built-in kinds use are fields; a plug-in kind's own lists live in `options`, filled from the defaults its
+entry declares and set in a space file by name like any field (`toy_scales = [0.5, 1.0]`). That keeps
+`SearchSpace` closed (a new kind never edits it) while every existing study file and attribute still reads
+the same: the fields' names, defaults and `to_dict()` are what they were before the registry.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol, get_args
 
-from .spec import (
-    GC,
-    NL,
-    SE,
-    STAGES,
-    ArchSpec,
-    Attention,
-    Backbone,
-    Fusion,
-    NoAttn,
-    Pooling,
-    SpecError,
-    stage_channels,
-)
-
-KINDS = ("none", "se", "gc", "nl")
+from .checks import SpecError
+from .entry import Attention, KindEntry
+from .registry import entry, kinds
+from .spec import BLOCKS_PER_STAGE, STAGES, ArchSpec, Backbone, stage_channels
 
 
 class Trial(Protocol):
@@ -39,89 +34,88 @@ class Trial(Protocol):
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any: ...
 
 
-def _all_kinds() -> dict[str, tuple[str, ...]]:
-    return {s: KINDS for s in STAGES}
+def _default_kinds() -> dict[str, tuple[str, ...]]:
+    offered = tuple(name for name, kind in kinds().items() if kind.in_default_space)
+    return {s: offered for s in STAGES}
 
 
 @dataclass(frozen=True)
 class SearchSpace:
     backbones: tuple[str, ...] = ("resnet50",)
     widths: tuple[float, ...] = (1.0,)
-    kinds: dict[str, tuple[str, ...]] = field(default_factory=_all_kinds)
+    kinds: dict[str, tuple[str, ...]] = field(default_factory=_default_kinds)
     ratios: tuple[int, ...] = (4, 8, 16)
     fusions: tuple[str, ...] = ("add", "scale")
     poolings: tuple[str, ...] = ("att",)
     nl_widths: tuple[float, ...] = (0.5, 0.25)
     nl_counts: tuple[int, ...] = (1,)
     nl_subsample: tuple[bool, ...] = (False,)
+    #: Choice lists of registered kinds that are not fields above, by name (see the module docstring).
+    options: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "kinds":
                 object.__setattr__(self, "kinds", _normalise_kinds(value))
+            elif f.name == "options":
+                object.__setattr__(self, "options", _normalise_options(value, self.kinds))
             elif isinstance(value, (list, tuple)):
                 object.__setattr__(self, f.name, tuple(value))
             else:
                 raise SpecError(f"space.{f.name}: expected a list of choices, got {value!r}")
         self.validate()
 
+    def choices(self, name: str) -> tuple[Any, ...]:
+        """The choice list called `name`: a field (`ratios`) or a plug-in kind's own list (`options`)."""
+        if name in _FIELDS:
+            return getattr(self, name)
+        if name in self.options:
+            return self.options[name]
+        raise SpecError(f"space: no choice list {name!r}; a kind must declare it in its entry's options")
+
     # -- validation ---------------------------------------------------------------------------------------
     def validate(self) -> None:
         """Refuse a space that could yield an impossible spec, naming the field and the fix."""
-        for f in fields(self):
-            if f.name != "kinds" and not getattr(self, f.name):
-                raise SpecError(f"space.{f.name}: the choice list is empty; give at least one value")
-        for name in ("backbones", "fusions", "poolings"):
-            literal = {"backbones": Backbone, "fusions": Fusion, "poolings": Pooling}[name]
-            bad = [v for v in getattr(self, name) if v not in get_args(literal)]
-            if bad:
-                raise SpecError(f"space.{name}: {bad} not allowed; choose from {list(get_args(literal))}")
-        used = {k for ks in self.kinds.values() for k in ks}
-        # Every combination must be buildable: check each extreme choice on the smallest channels it meets.
+        lists = {**{name: getattr(self, name) for name in _FIELDS if name != "kinds"}, **self.options}
+        for name, values in lists.items():
+            if not values:
+                raise SpecError(f"space.{name}: the choice list is empty; give at least one value")
+        bad = [v for v in self.backbones if v not in get_args(Backbone)]
+        if bad:
+            raise SpecError(f"space.backbones: {bad} not allowed; choose from {list(get_args(Backbone))}")
+        used = dict.fromkeys(k for ks in self.kinds.values() for k in ks)
+        for kind in used:  # a list is checked by the kinds that sample from it
+            _check_values(self, entry(kind))
+        # Every combination must be buildable: check each setting on the stage sizes it meets.
         for backbone, width in itertools.product(self.backbones, self.widths):
-            for stage, channels in zip(STAGES, stage_channels(backbone, width), strict=True):
-                kinds = set(self.kinds[stage])
-                for ratio in self.ratios if kinds & {"se", "gc"} else ():
-                    try:
-                        ArchSpec(backbone, width, {stage: SE(ratio)})
-                    except SpecError as exc:
-                        raise SpecError(f"space.ratios: {ratio} does not fit {stage} of {backbone} at "
-                                        f"width {width} ({channels} channels): {exc}") from None
-                for nl_width, count in itertools.product(self.nl_widths, self.nl_counts) if "nl" in kinds else ():
-                    try:
-                        ArchSpec(backbone, width, {stage: NL(nl_width, count)})
-                    except SpecError as exc:
-                        field_name = "nl_counts" if "count" in str(exc) else "nl_widths"
-                        raise SpecError(f"space.{field_name}: {exc} (in {stage} of {backbone} at width {width})") \
-                            from None
-        for subsample in self.nl_subsample if "nl" in used else ():
-            if not isinstance(subsample, bool):
-                raise SpecError(f"space.nl_subsample: {subsample!r} must be true or false")
+            sizes = zip(STAGES, stage_channels(backbone, width), BLOCKS_PER_STAGE[backbone], strict=True)
+            for stage, channels, blocks in sizes:
+                for kind in self.kinds[stage]:
+                    for setting in self.kind_options(kind):
+                        _check_fit(entry(kind), setting, f"{stage} of {backbone} at width {width}", stage, channels,
+                                   blocks)
 
     # -- sampling -----------------------------------------------------------------------------------------
+    def kind_options(self, kind: str) -> Iterator[Attention]:
+        """Every setting of `kind` the space allows, in the settings class's field order."""
+        kind_entry = entry(kind)
+        order = [f.name for f in fields(kind_entry.setting)]
+        params = sorted(kind_entry.params, key=lambda p: order.index(p.name))
+        for values in itertools.product(*(self.choices(p.choices) for p in params)):
+            yield kind_entry.setting(**{p.name: v for p, v in zip(params, values, strict=True)})
+
     def stage_options(self, stage: str) -> Iterator[Attention]:
         """Every attention setting `stage` may take, in a fixed order."""
         for kind in self.kinds[stage]:
-            if kind == "none":
-                yield NoAttn()
-            elif kind == "se":
-                yield from (SE(r, f) for r, f in itertools.product(self.ratios, self.fusions))
-            elif kind == "gc":
-                yield from (GC(r, f, p) for r, f, p in itertools.product(self.ratios, self.fusions, self.poolings))
-            else:
-                yield from (
-                    NL(w, c, f, s)
-                    for w, c, f, s in itertools.product(self.nl_widths, self.nl_counts, self.fusions, self.nl_subsample)
-                )
+            yield from self.kind_options(kind)
 
     def size(self) -> int:
         """How many distinct specs the space holds (without enumerating them)."""
-        per_stage = [sum(1 for _ in self.stage_options(s)) for s in STAGES]
-        total = len(self.backbones) * len(self.widths)
-        for n in per_stage:
-            total *= n
-        return total
+        def stage_size(stage: str) -> int:
+            return sum(math.prod(len(self.choices(p.choices)) for p in entry(k).params) for k in self.kinds[stage])
+
+        return len(self.backbones) * len(self.widths) * math.prod(stage_size(s) for s in STAGES)
 
     def enumerate(self) -> Iterator[ArchSpec]:
         """Every spec in the space, in a fixed order (meant for small spaces and tests)."""
@@ -132,19 +126,22 @@ class SearchSpace:
 
     # -- (de)serialisation --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: list(getattr(self, f.name)) for f in fields(self) if f.name != "kinds"}
+        out: dict[str, Any] = {name: list(getattr(self, name)) for name in _FIELDS if name != "kinds"}
         out["kinds"] = {s: list(k) for s, k in self.kinds.items()}
+        out.update({name: list(values) for name, values in self.options.items()})
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSpace:
         if not isinstance(data, dict):
             raise SpecError(f"space: expected a table of choice lists, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        declared = _declared_options()
+        unknown = set(data) - set(_FIELDS) - set(declared)
         if unknown:
-            raise SpecError(f"space: unknown field(s) {sorted(unknown)}; known fields are {sorted(known)}")
-        return cls(**data)
+            known = sorted({*_FIELDS, *declared})
+            raise SpecError(f"space: unknown field(s) {sorted(unknown)}; known fields are {known}")
+        own = {k: v for k, v in data.items() if k in _FIELDS}
+        return cls(**own, options={k: v for k, v in data.items() if k not in _FIELDS})
 
     @classmethod
     def from_file(cls, path: str | Path) -> SearchSpace:
@@ -166,6 +163,15 @@ class SearchSpace:
         return cls.from_dict(data.get("space", data) if isinstance(data, dict) else data)
 
 
+#: The choice lists (and `kinds`) that are fields; `options` is where the others go.
+_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(SearchSpace) if f.name != "options")
+
+
+def _declared_options() -> dict[str, tuple[Any, ...]]:
+    """Default lists the registered kinds declare for themselves, by list name."""
+    return {name: values for kind in kinds().values() for name, values in kind.options.items()}
+
+
 def _normalise_kinds(value: Any) -> dict[str, tuple[str, ...]]:
     if isinstance(value, (list, tuple)):  # one list for every stage
         value = {s: value for s in STAGES}
@@ -176,42 +182,75 @@ def _normalise_kinds(value: Any) -> dict[str, tuple[str, ...]]:
         raise SpecError(f"space.kinds: unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
     out = {}
     for stage in STAGES:
-        kinds = tuple(value.get(stage, ("none",)))
-        if not kinds:
+        stage_kinds = tuple(value.get(stage, ("none",)))
+        if not stage_kinds:
             raise SpecError(f"space.kinds.{stage}: the choice list is empty; use [\"none\"] to keep it plain")
-        bad = [k for k in kinds if k not in KINDS]
+        bad = [k for k in stage_kinds if k not in kinds()]
         if bad:
-            raise SpecError(f"space.kinds.{stage}: unknown kind(s) {bad}; choose from {list(KINDS)}")
-        out[stage] = kinds
+            raise SpecError(f"space.kinds.{stage}: unknown kind(s) {bad}; choose from {list(kinds())}")
+        out[stage] = stage_kinds
     return out
+
+
+def _normalise_options(value: Any, stage_kinds: dict[str, tuple[str, ...]]) -> dict[str, tuple[Any, ...]]:
+    """Given plug-in lists as tuples, plus the declared defaults of those the space's kinds sample from."""
+    if not isinstance(value, dict):
+        raise SpecError(f"space.options: expected a table of choice lists, got {value!r}")
+    declared = _declared_options()
+    out = {}
+    for name, values in value.items():
+        if name not in declared:
+            raise SpecError(f"space: unknown field(s) {[name]}; no registered kind declares a list {name!r}")
+        if not isinstance(values, (list, tuple)):
+            raise SpecError(f"space.{name}: expected a list of choices, got {values!r}")
+        out[name] = tuple(values)
+    used = {k for ks in stage_kinds.values() for k in ks}
+    for kind in used:
+        for param in entry(kind).params:
+            if param.choices not in _FIELDS and param.choices not in out:
+                if param.choices not in declared:
+                    raise SpecError(f"space: kind {kind!r} samples {param.name!r} from {param.choices!r}, which no "
+                                    "registered kind declares; add it to the kind's entry options")
+                out[param.choices] = declared[param.choices]
+    return out
+
+
+def _check_values(space: SearchSpace, kind: KindEntry) -> None:
+    """Refuse a value no stage could take (e.g. a fusion `concat`), naming the list."""
+    for param in kind.params:
+        for value in space.choices(param.choices):
+            try:
+                kind.setting(**{param.name: value}).validate(param.name)
+            except SpecError as exc:
+                reason = str(exc).split(": ", 1)[-1]
+                raise SpecError(f"space.{param.choices}: {[value]} not allowed; {reason}") from None
+
+
+def _check_fit(kind: KindEntry, setting: Attention, place: str, stage: str, channels: int, blocks: int) -> None:
+    """Refuse a setting too large for a stage, naming the list its offending field is sampled from."""
+    where = f"stages.{stage}"
+    try:
+        setting.fits(where, channels, blocks)
+    except SpecError as exc:
+        culprit = str(exc).removeprefix(f"{where}.").split(":", 1)[0]
+        param = next((p for p in kind.params if p.name == culprit), None)
+        value = getattr(setting, culprit, kind.name)
+        list_name = param.choices if param else f"kinds.{stage}"
+        raise SpecError(f"space.{list_name}: {value!r} does not fit {place} ({channels} channels): {exc}") from None
 
 
 def suggest(trial: Trial, space: SearchSpace) -> ArchSpec:
     """Sample one spec through an Optuna trial, with conditional parameters.
 
-    A parameter is asked only where the sampled kind uses it (`c3.ratio` only for SE/GC), and a choice
-    list of one value is still asked, so every trial records the full spec in its params.
+    A parameter is asked only where the sampled kind uses it (`c3.ratio` only for SE/GC), in the order its
+    entry lists them, and a choice list of one value is still asked, so every trial records the full spec in
+    its params.
     """
     backbone = trial.suggest_categorical("backbone", space.backbones)
     width = trial.suggest_categorical("width", space.widths)
     stages: list[Attention] = []
     for stage in STAGES:
-        kind = trial.suggest_categorical(f"{stage}.kind", space.kinds[stage])
-        if kind == "none":
-            stages.append(NoAttn())
-            continue
-        if kind in ("se", "gc"):
-            ratio = trial.suggest_categorical(f"{stage}.ratio", space.ratios)
-        fusion = trial.suggest_categorical(f"{stage}.fusion", space.fusions)
-        if kind == "se":
-            stages.append(SE(ratio, fusion))
-        elif kind == "gc":
-            stages.append(GC(ratio, fusion, trial.suggest_categorical(f"{stage}.pooling", space.poolings)))
-        else:
-            stages.append(NL(
-                trial.suggest_categorical(f"{stage}.width", space.nl_widths),
-                trial.suggest_categorical(f"{stage}.count", space.nl_counts),
-                fusion,
-                trial.suggest_categorical(f"{stage}.subsample", space.nl_subsample),
-            ))
+        kind = entry(trial.suggest_categorical(f"{stage}.kind", space.kinds[stage]))
+        values = {p.name: trial.suggest_categorical(f"{stage}.{p.name}", space.choices(p.choices)) for p in kind.params}
+        stages.append(kind.setting(**values))
     return ArchSpec(backbone, float(width), tuple(stages))

@@ -11,11 +11,23 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, Literal
+
+from .checks import Fusion, SpecError, check_choice
+from .entry import Attention
+from .gc import GC, Pooling
+from .nl import NL
+from .noattn import NoAttn
+from .registry import entry_for, kinds
+from .se import SE
+
+__all__ = [
+    "BLOCKS_PER_STAGE", "EXPANSION", "GC", "NL", "SE", "STAGES", "STAGE_PLANES", "ArchSpec", "Attention", "Backbone",
+    "Fusion", "NoAttn", "Pooling", "SpecError", "attention_from_dict", "attention_from_short", "attention_to_dict",
+    "scaled_channels", "stage_channels",
+]
 
 Backbone = Literal["resnet18", "resnet34", "resnet50", "resnet101"]
-Fusion = Literal["add", "scale"]
-Pooling = Literal["att", "avg"]
 STAGES: tuple[str, ...] = ("c2", "c3", "c4", "c5")
 
 #: Residual blocks per stage, as torchvision builds them (layer1..layer4 = c2..c5).
@@ -31,107 +43,14 @@ EXPANSION: dict[str, int] = {"resnet18": 1, "resnet34": 1, "resnet50": 4, "resne
 _SHORT = {"resnet18": "r18", "resnet34": "r34", "resnet50": "r50", "resnet101": "r101"}
 
 
-class SpecError(ValueError):
-    """An architecture or search space that cannot be built; the message names the field and the fix."""
-
-
-def _check_choice(where: str, value: Any, literal: Any) -> None:
-    allowed = get_args(literal)
-    if value not in allowed:
-        raise SpecError(f"{where}: {value!r} is not one of {', '.join(map(repr, allowed))}")
-
-
-def _check_int(where: str, value: Any, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise SpecError(f"{where}: {value!r} must be a whole number >= {low}")
-
-
-@dataclass(frozen=True)
-class NoAttn:
-    kind: ClassVar[str] = "none"
-
-    def validate(self, where: str) -> None:
-        return None
-
-    def short(self) -> str:
-        return "none"
-
-
-@dataclass(frozen=True)
-class SE:
-    """Squeeze-Excitation (Hu et al. 2018) inside every residual block of the stage."""
-
-    ratio: int = 16
-    fusion: Fusion = "scale"
-    kind: ClassVar[str] = "se"
-
-    def validate(self, where: str) -> None:
-        _check_int(f"{where}.ratio", self.ratio)
-        _check_choice(f"{where}.fusion", self.fusion, Fusion)
-
-    def short(self) -> str:
-        return f"se{self.ratio}{self.fusion[0]}"
-
-
-@dataclass(frozen=True)
-class GC:
-    """Global-Context block (Cao et al. 2019) inside every residual block of the stage."""
-
-    ratio: int = 16
-    fusion: Fusion = "add"
-    pooling: Pooling = "att"
-    kind: ClassVar[str] = "gc"
-
-    def validate(self, where: str) -> None:
-        _check_int(f"{where}.ratio", self.ratio)
-        _check_choice(f"{where}.fusion", self.fusion, Fusion)
-        _check_choice(f"{where}.pooling", self.pooling, Pooling)
-
-    def short(self) -> str:
-        return f"gc{self.ratio}{self.fusion[0]}" + ("" if self.pooling == "att" else "m")
-
-
-@dataclass(frozen=True)
-class NL:
-    """Non-local block (Wang et al. 2018, embedded Gaussian) after residual blocks of the stage.
-
-    `width` is the inter-channel fraction (the paper's 1/2); `count` blocks are placed after every other
-    residual block counting back from the last one, so count=1 is "after the last block" and
-    count=ceil(n/2) is the paper's every-other-block setting.
-    """
-
-    width: float = 0.5
-    count: int = 1
-    fusion: Fusion = "add"
-    subsample: bool = False
-    kind: ClassVar[str] = "nl"
-
-    def validate(self, where: str) -> None:
-        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not 0 < self.width <= 1:
-            raise SpecError(f"{where}.width: {self.width!r} must be a fraction in (0, 1], e.g. 0.5")
-        _check_int(f"{where}.count", self.count)
-        _check_choice(f"{where}.fusion", self.fusion, Fusion)
-        if not isinstance(self.subsample, bool):
-            raise SpecError(f"{where}.subsample: {self.subsample!r} must be true or false")
-
-    def short(self) -> str:
-        denominator = 1 / self.width
-        width = f"{round(denominator)}" if abs(denominator - round(denominator)) < 1e-9 else f"w{self.width:g}"
-        return f"nl{width}{self.fusion[0]}{self.count}" + ("p" if self.subsample else "")
-
-
-Attention = NoAttn | SE | GC | NL
-ATTENTION_KINDS: dict[str, type] = {"none": NoAttn, "se": SE, "gc": GC, "nl": NL}
-
-
 def attention_from_dict(data: dict[str, Any], where: str = "stage") -> Attention:
     """Build one stage's attention setting from its JSON object, filling defaults in."""
     if not isinstance(data, dict):
         raise SpecError(f"{where}: expected an object like {{\"kind\": \"se\"}}, got {data!r}")
     kind = data.get("kind", "none")
-    if kind not in ATTENTION_KINDS:
-        raise SpecError(f"{where}.kind: {kind!r} is not one of {', '.join(map(repr, ATTENTION_KINDS))}")
-    cls = ATTENTION_KINDS[kind]
+    if kind not in kinds():
+        raise SpecError(f"{where}.kind: {kind!r} is not one of {', '.join(map(repr, kinds()))}")
+    cls = kinds()[kind].setting
     fields = {k: v for k, v in data.items() if k != "kind"}
     unknown = set(fields) - set(cls.__dataclass_fields__)
     if unknown:
@@ -145,6 +64,16 @@ def attention_to_dict(attn: Attention) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": attn.kind}
     out.update({name: getattr(attn, name) for name in attn.__dataclass_fields__})
     return out
+
+
+def attention_from_short(short: str, where: str) -> Attention:
+    """One stage's `short()` back to its setting: the first registered kind whose grammar reads it."""
+    for kind in kinds().values():
+        setting = kind.setting.from_short(short)
+        if setting is not None:
+            return setting
+    examples = [k.example() for k in kinds().values()]
+    raise SpecError(f"{where}: {short!r} is not a stage setting; write {', '.join(examples[:-1])} or {examples[-1]}")
 
 
 def _default_stages() -> tuple[Attention, ...]:
@@ -172,7 +101,7 @@ class ArchSpec:
     # -- validation ---------------------------------------------------------------------------------------
     def validate(self) -> None:
         """Refuse a spec that cannot be built, naming the field; called on every construction."""
-        _check_choice("backbone", self.backbone, Backbone)
+        check_choice("backbone", self.backbone, Backbone)
         if isinstance(self.width, bool) or not isinstance(self.width, float) or not 0 < self.width <= 4:
             raise SpecError(f"width: {self.width!r} must be a number in (0, 4], e.g. 1.0")
         if len(self.stages) != len(STAGES):
@@ -181,25 +110,10 @@ class ArchSpec:
             STAGES, self.stages, self.stage_channels(), BLOCKS_PER_STAGE[self.backbone], strict=True
         ):
             where = f"stages.{name}"
-            if not isinstance(attn, (NoAttn, SE, GC, NL)):
-                raise SpecError(f"{where}: {attn!r} is not an attention setting (none, se, gc or nl)")
+            if entry_for(attn) is None:
+                raise SpecError(f"{where}: {attn!r} is not an attention setting ({', '.join(kinds())})")
             attn.validate(where)
-            if isinstance(attn, (SE, GC)) and attn.ratio > channels:
-                raise SpecError(
-                    f"{where}.ratio: {attn.ratio} is larger than the stage's {channels} channels; "
-                    f"use a ratio <= {channels}"
-                )
-            if isinstance(attn, NL):
-                if int(channels * attn.width) < 1:
-                    raise SpecError(
-                        f"{where}.width: {attn.width} of {channels} channels rounds to zero; use a larger width"
-                    )
-                most = (blocks + 1) // 2
-                if attn.count > most:
-                    raise SpecError(
-                        f"{where}.count: {attn.count} NL blocks do not fit every other one of the stage's "
-                        f"{blocks} residual blocks; use at most {most}"
-                    )
+            attn.fits(where, channels, blocks)
 
     def stage_channels(self) -> tuple[int, ...]:
         """Channels each stage outputs at this spec's width (the channels its attention blocks see)."""
@@ -268,7 +182,7 @@ class ArchSpec:
             where, _, short = part.partition(":")
             if where != stage:
                 raise SpecError(f"spec name {name!r}: expected stage {stage} where it says {where!r}")
-            stages.append(_attention_from_short(short, f"{name}: {stage}"))
+            stages.append(attention_from_short(short, f"{name}: {stage}"))
         return cls(backbones[head.group(1)], float(head.group(2) or 1.0), tuple(stages))
 
     @classmethod
@@ -278,31 +192,6 @@ class ArchSpec:
         except json.JSONDecodeError as exc:
             raise SpecError(f"spec JSON is not valid JSON ({exc}); expected the format `attnas pick` writes") from exc
         return cls.from_dict(data)
-
-
-_SHORT_PATTERNS = {
-    "se": re.compile(r"se(?P<ratio>\d+)(?P<fusion>[as])"),
-    "gc": re.compile(r"gc(?P<ratio>\d+)(?P<fusion>[as])(?P<avg>m?)"),
-    "nl": re.compile(r"nl(?:(?P<den>\d+)|w(?P<width>[\d.]+))(?P<fusion>[as])(?P<count>\d+)(?P<sub>p?)"),
-}
-
-
-def _attention_from_short(short: str, where: str) -> Attention:
-    """One stage's `short()` back to its setting (the grammar of SE/GC/NL.short)."""
-    if short == "none":
-        return NoAttn()
-    pattern = _SHORT_PATTERNS.get(short[:2])
-    match = pattern.fullmatch(short) if pattern else None
-    if match is None:
-        raise SpecError(f"{where}: {short!r} is not a stage setting; write none, se16s, gc16a, gc16am or nl2a1")
-    g = match.groupdict()
-    fusion = "add" if g["fusion"] == "a" else "scale"
-    if short.startswith("se"):
-        return SE(int(g["ratio"]), fusion)
-    if short.startswith("gc"):
-        return GC(int(g["ratio"]), fusion, "avg" if g["avg"] else "att")
-    width = 1 / int(g["den"]) if g["den"] else float(g["width"])
-    return NL(width, int(g["count"]), fusion, bool(g["sub"]))
 
 
 def scaled_channels(channels: int, width: float, divisor: int = 8) -> int:
