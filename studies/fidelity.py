@@ -1,0 +1,341 @@
+"""How far to trust a study's proxy: retrain its front (and a spread of other trials) longer, with seeds.
+
+`attnas fidelity STUDY.toml` (studies/cli/fidelity.py) builds on this module:
+
+- `prepare` makes a LINKED study `<name>-fidelity` in the same storage, whose stored attnas config is the
+  parent's at a higher fidelity (`linked_config`: more epochs, optionally more images per class and a higher
+  resolution), and queues one WAITING trial per (architecture, seed) with the architecture's params fixed
+  (`study.enqueue_trial`). The linked study is an ordinary attnas study, so `attnas worker` / `attnas launch
+  --slurm` on the linked study file it writes run its trials, and a killed worker costs one retry.
+- Each queued trial carries its training seed in the user attr `SEED_ATTR`; the worker reads it with
+  `trial_seed` (following a retry back to the trial that was queued) and keys its dedup index with
+  `dedup_key(spec_id, seed)`, so the seeds of one architecture are separate trials, each trained once.
+- `measure` compares the parent's proxy top-1 with the linked study's mean high-fidelity top-1 (statistics
+  from studies.fidelity_stats) and returns the JSON stored as the parent's study user attr `STUDY_ATTR`,
+  which the report draws.
+- `front_noise` says which members of a front are indistinguishable within noise (seed standard error where
+  a record has seeds, else the held-out set's binomial error), for the report and `attnas front`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from statistics import fmean, stdev
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from . import storage as st
+from .config import SamplerConfig, StudyConfig, StudyError
+from .fidelity_stats import (
+    binomial_se,
+    front_retention,
+    indistinguishable,
+    pooled_sigma,
+    rank_agreement,
+    seed_sigma,
+    spread_to_noise,
+)
+from .records import Status, TrialRecord, front_candidates, objectives_of, pareto_front, record, records
+
+SUFFIX = "-fidelity"
+SEED_ATTR = "attnas.seed"  # trial user attr: the training seed of this trial (replaces the schedule's)
+PAIR_ATTR = "attnas.pair"  # trial user attr of a linked trial: {"parent_trial", "spec_id", "seed"}
+STUDY_ATTR = "attnas.fidelity"  # parent study user attr: what `measure` returned
+PARENT_ATTR = "attnas.fidelity_of"  # linked study user attr: the parent study's name
+DEFAULTS = {"extra": 8, "seeds": 3, "epochs_factor": 4.0}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The higher fidelity: flags, else the study file's `[fidelity]` section, else DEFAULTS."""
+
+    extra: int
+    seeds: int
+    epochs_factor: float
+    images_per_class: int | None = None
+    resolution: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"extra": self.extra, "seeds": self.seeds, "epochs_factor": self.epochs_factor,
+                "images_per_class": self.images_per_class, "resolution": self.resolution}
+
+
+def settings(config: StudyConfig, **flags: Any) -> Settings:
+    """Merge flags (None = not given) over the `[fidelity]` section over DEFAULTS; validate them."""
+    section = config.fidelity
+    values: dict[str, Any] = {}
+    for name in ("extra", "seeds", "epochs_factor", "images_per_class", "resolution"):
+        given = flags.get(name)
+        from_file = getattr(section, name, None) if section is not None else None
+        values[name] = given if given is not None else from_file if from_file is not None else DEFAULTS.get(name)
+    s = Settings(**values)
+    if s.extra < 0:
+        raise StudyError(f"--extra: {s.extra} must be 0 or more (other trained trials to retrain)")
+    if s.seeds < 1:
+        raise StudyError(f"--seeds: {s.seeds} must be at least 1 (2+ to measure seed noise)")
+    if not s.epochs_factor > 0:
+        raise StudyError(f"--epochs-factor: {s.epochs_factor} must be positive, e.g. 4")
+    if s.images_per_class is not None and s.images_per_class < 1:
+        raise StudyError(f"--images-per-class: {s.images_per_class} must be at least 1")
+    if s.resolution is not None and not 8 <= s.resolution <= 1024:
+        raise StudyError(f"--resolution: {s.resolution} must be between 8 and 1024")
+    return s
+
+
+def linked_name(name: str) -> str:
+    return name + SUFFIX
+
+
+def linked_config(parent: StudyConfig, s: Settings, trials: int, storage_url: str) -> StudyConfig:
+    """The parent's config at the higher fidelity, in the parent's storage, sampling nothing (random, seeded)."""
+    schedule = replace(parent.schedule, epochs=max(1, round(parent.schedule.epochs * s.epochs_factor)))
+    data = parent.data
+    if s.images_per_class is not None:
+        data = replace(data, train_per_class=s.images_per_class)
+    if s.resolution is not None:
+        data = replace(data, resolution=s.resolution)
+    return replace(parent, name=linked_name(parent.name), storage=storage_url, trials=max(1, trials),
+                   schedule=schedule, data=data, sampler=SamplerConfig(name="random", seed=0), source=None)
+
+
+def chosen(rs: Sequence[TrialRecord], objectives: Sequence[str], extra: int) -> list[TrialRecord]:
+    """The proxy front plus `extra` other front candidates evenly spread over their top-1 range.
+
+    Deterministic: the others are sorted by (top-1, trial number) and taken at evenly spaced ranks, so the
+    lowest and highest are always among them (a rank correlation needs the range, not just the top).
+    """
+    front = [r for r in pareto_front(rs, objectives) if r.choices]
+    on_front = {r.spec_id for r in front}
+    rest = sorted((r for r in front_candidates(rs, objectives) if r.spec_id not in on_front and r.choices),
+                  key=lambda r: (r.top1 or 0.0, r.number))
+    if extra >= len(rest):
+        return front + rest
+    if extra == 0:
+        return front
+    if extra == 1:
+        return [*front, rest[len(rest) // 2]]
+    step = (len(rest) - 1) / (extra - 1)
+    return front + [rest[round(i * step)] for i in range(extra)]
+
+
+def seeds_of(config: StudyConfig, s: Settings) -> list[int]:
+    """The training seeds: the parent schedule's seed and the next ones."""
+    return [config.schedule.seed + k for k in range(s.seeds)]
+
+
+def trial_seed(study: optuna.Study, trial: FrozenTrial) -> int | None:
+    """The trial's own training seed (None for an ordinary trial): its user attr, or its queued ancestor's.
+
+    A retry (studies.liveness.retry) copies only the params, but names the trials it retries in
+    `retry_history`; the first of them is the trial `prepare` queued with the seed.
+    """
+    if SEED_ATTR in trial.user_attrs:
+        return int(trial.user_attrs[SEED_ATTR])
+    history = trial.system_attrs.get("retry_history") or []
+    if not history:
+        return None
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for number in history:
+        earlier = by_number.get(number)
+        if earlier is not None and SEED_ATTR in earlier.user_attrs:
+            return int(earlier.user_attrs[SEED_ATTR])
+    return None
+
+
+def dedup_key(spec_id: str, seed: int | None) -> str:
+    """The worker's dedup key: the spec id, or spec id and seed for a trial with its own seed."""
+    return spec_id if seed is None else f"{spec_id}:seed{seed}"
+
+
+def pair_of(study: optuna.Study, trial: FrozenTrial) -> tuple[str, int] | None:
+    """(spec id, seed) a linked trial stands for (a retry: its queued ancestor's)."""
+    if PAIR_ATTR in trial.user_attrs:
+        pair = trial.user_attrs[PAIR_ATTR]
+        return str(pair["spec_id"]), int(pair["seed"])
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for number in trial.system_attrs.get("retry_history") or []:
+        earlier = by_number.get(number)
+        if earlier is not None and PAIR_ATTR in earlier.user_attrs:
+            pair = earlier.user_attrs[PAIR_ATTR]
+            return str(pair["spec_id"]), int(pair["seed"])
+    return None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` made: the linked config (its file written), the parent study, and what was queued."""
+
+    config: StudyConfig
+    file: Path
+    parent: optuna.Study
+    architectures: int
+    pairs: int
+    queued: int
+    done: int
+
+
+def prepare(parent_config: StudyConfig, s: Settings) -> Prepared:
+    """Create or resume the linked study and queue every (architecture, seed) pair not done or pending.
+
+    A pair counts as pending while one of its trials is WAITING, RUNNING or COMPLETE; a pair whose trials all
+    failed is queued again. The linked study's total is set to the trials it holds, so no worker ever tops it
+    up with a sampled (unfixed) trial.
+    """
+    info = st.resolve(parent_config)
+    storage = st.open_existing(info)
+    parent = st.load(storage, parent_config.name)
+    rs = records(parent)
+    picks = chosen(rs, objectives_of(parent), s.extra)
+    if len(picks) < 2:
+        raise StudyError(f"study {parent_config.name!r} has {len(picks)} trained architecture(s) within budget; "
+                         "fidelity needs 2+ (run more trials first)")
+    seeds = seeds_of(parent_config, s)
+    config = linked_config(parent_config, s, len(picks) * len(seeds), info.url)
+    linked = st.create_or_resume(config, storage)
+    linked.set_user_attr(PARENT_ATTR, parent.study_name)
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+    have = {pair_of(linked, t) for t in linked.get_trials(deepcopy=False) if t.state in live}
+    queued = 0
+    for r in picks:
+        for seed in seeds:
+            if (r.spec_id, seed) in have:
+                continue
+            linked.enqueue_trial(dict(r.choices), user_attrs={
+                SEED_ATTR: seed, PAIR_ATTR: {"parent_trial": r.number, "spec_id": r.spec_id, "seed": seed}})
+            queued += 1
+    from .queue import planned
+
+    config = replace(config, trials=planned(linked))
+    st.create_or_resume(config, storage)  # stores the new total
+    done = sum(1 for t in linked.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return Prepared(config, write_linked_file(parent_config, config), parent, len(picks),
+                    len(picks) * len(seeds), queued, done)
+
+
+def write_linked_file(parent: StudyConfig, config: StudyConfig) -> Path:
+    """The linked study's file (YAML, which the study-file reader takes), for `attnas worker` / `launch`."""
+    import yaml
+
+    path = parent.folder / f"{config.name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = json.loads(json.dumps(config.to_dict()))
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text("# written by `attnas fidelity`: the linked high-fidelity study (run it with attnas worker)\n"
+                   + yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+# -- the numbers ------------------------------------------------------------------------------------------------
+def high_runs(linked: optuna.Study) -> dict[str, dict[int, float]]:
+    """spec id -> {seed: high-fidelity top-1} over the linked study's trained trials (first per pair)."""
+    out: dict[str, dict[int, float]] = {}
+    for trial in linked.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        r = record(trial)
+        pair = pair_of(linked, trial)
+        if r.status != Status.TRAINED or r.top1 is None or pair is None:
+            continue
+        out.setdefault(pair[0], {}).setdefault(pair[1], r.top1)
+    return out
+
+
+def holdout_images(config: StudyConfig | None) -> int | None:
+    """Images in the held-out set: holdout_per_class × classes (the listed classes, else the dataset's)."""
+    if config is None:
+        return None
+    classes = config.data.classes
+    if isinstance(classes, tuple | list):
+        return config.data.holdout_per_class * len(classes)
+    try:
+        from trainer.subsets import split_subset
+
+        return len(split_subset(config.data.subset()).holdout)
+    except Exception:  # the data is not on this machine (a report read elsewhere): no binomial error then
+        return None
+
+
+def measure(parent: optuna.Study, linked: optuna.Study, images: int | None, s: Settings) -> dict[str, Any]:
+    """Proxy vs high fidelity, JSON-ready: rank agreement, seed noise, front retention and ties."""
+    objectives = objectives_of(parent)
+    proxy = {r.spec_id: r for r in front_candidates(records(parent), objectives)}
+    runs = {k: v for k, v in high_runs(linked).items() if k in proxy}
+    proxy_front = [r.spec_id for r in pareto_front(proxy.values(), objectives) if r.spec_id in runs]
+    means = {k: fmean(v.values()) for k, v in runs.items()}
+    high = [replace(proxy[k], top1=means[k]) for k in runs]
+    high_front = [r.spec_id for r in pareto_front(high, objectives)]
+    sigma = seed_sigma({k: list(v.values()) for k, v in runs.items()})
+    keys = sorted(runs, key=lambda k: proxy[k].number)
+    agreement = rank_agreement([proxy[k].top1 for k in keys], [means[k] for k in keys])
+    kept, size = front_retention(proxy_front, high_front)
+    members = {proxy[k].name: (means[k], standard_error(list(runs[k].values()), images)) for k in proxy_front}
+    return {
+        "linked_study": linked.study_name,
+        "settings": s.to_dict(),
+        "holdout_images": images,
+        "architectures": [{
+            "spec_id": k, "name": proxy[k].name, "trial": proxy[k].number, "gflops": proxy[k].gflops,
+            "proxy_top1": proxy[k].top1, "runs": [runs[k][seed] for seed in sorted(runs[k])],
+            "seeds": sorted(runs[k]), "mean_top1": means[k], "seed_sigma": finite(sigma[k]),
+            "on_proxy_front": k in proxy_front, "on_high_front": k in high_front,
+        } for k in keys],
+        "kendall_tau": agreement["kendall_tau"].to_dict(),
+        "spearman_rho": agreement["spearman_rho"].to_dict(),
+        "seed_sigma": finite(pooled_sigma({k: list(v.values()) for k, v in runs.items()})),
+        "spread_to_noise": finite(spread_to_noise({k: list(v.values()) for k, v in runs.items()})),
+        "front_kept": kept,
+        "front_size": size,
+        "indistinguishable": [list(p) for p in indistinguishable(members)],
+    }
+
+
+def standard_error(runs: Sequence[float], images: int | None) -> float:
+    """A mean top-1's standard error: over seeds with 2+ of them, else the held-out set's binomial error."""
+    if len(runs) >= 2:
+        return stdev(runs) / math.sqrt(len(runs))
+    if images:
+        return binomial_se(fmean(runs), images)
+    return math.nan
+
+
+def finite(value: float) -> float | None:
+    return value if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def store(parent: optuna.Study, numbers: Mapping[str, Any]) -> None:
+    parent.set_user_attr(STUDY_ATTR, dict(numbers))
+
+
+# -- a front's noise ---------------------------------------------------------------------------------------------
+def front_noise(front: Sequence[TrialRecord], images: int | None) -> dict[str, Any]:
+    """Each front member's standard error and the pairs whose top-1 difference is within noise.
+
+    A record with 2+ seeds (`TrialRecord.seeds`, the per-seed top-1 of a `seeds = k` schedule) uses their
+    standard error; one without uses the held-out set's binomial error (`images` = holdout_per_class ×
+    classes), which is all that is known about a single run.
+    """
+    se: dict[int, float | None] = {}
+    members: dict[str, tuple[float, float]] = {}
+    for r in front:
+        runs = list(r.seeds) if len(r.seeds) >= 2 else [r.top1] if r.top1 is not None else []
+        value = standard_error(runs, images) if runs else math.nan
+        se[r.number] = finite(value)
+        if runs and math.isfinite(value):
+            members[f"#{r.number}"] = (fmean(runs) if len(r.seeds) >= 2 else float(r.top1 or 0.0), value)
+    pairs = [(int(a[1:]), int(b[1:])) for a, b in indistinguishable(members)]
+    ties: dict[int, list[int]] = {r.number: [] for r in front}
+    for a, b in pairs:
+        ties[a].append(b)
+        ties[b].append(a)
+    return {"se": se, "pairs": [list(p) for p in sorted(pairs)], "ties": {n: sorted(v) for n, v in ties.items()},
+            "source": "seeds" if any(len(r.seeds) >= 2 for r in front) else "binomial", "holdout_images": images}
+
+
+def study_front_noise(study: optuna.Study) -> dict[str, Any]:
+    """`front_noise` of a stored study's front, with its held-out size from the stored study file."""
+    return front_noise(pareto_front(records(study), objectives_of(study)), holdout_images(st.stored_config(study)))
