@@ -120,3 +120,33 @@ def test_every_name_of_a_space_reads_back_as_its_spec():
 def test_bad_names_are_refused_naming_the_part(name, message):
     with pytest.raises(SpecError, match=message):
         ArchSpec.from_name(name)
+
+
+class RecordingTrial:
+    """A trial that answers the first choice and records the order parameters are asked in."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def suggest_categorical(self, name, choices):
+        self.asked.append(name)
+        return choices[-1]
+
+
+def test_parameter_and_enumeration_orders_are_pinned():
+    """Seeded studies replay only if parameters are asked in the same order; `enumerate` promises a fixed one."""
+    space = SearchSpace.from_dict({"backbones": ["resnet50"], "kinds": {s: ["nl", "gc", "se"] for s in STAGES},
+                                   "ratios": [4, 16], "fusions": ["add", "scale"], "poolings": ["att", "avg"],
+                                   "nl_widths": [0.5, 0.25], "nl_counts": [1, 2], "nl_subsample": [False, True]})
+    trial = RecordingTrial()
+    suggest(trial, space)  # the last choice of every kind list: se everywhere
+    assert trial.asked[:5] == ["backbone", "width", "c2.kind", "c2.ratio", "c2.fusion"]
+    nl_first = SearchSpace.from_dict({**space.to_dict(), "kinds": {"c2": ["nl"]}})
+    trial = RecordingTrial()
+    suggest(trial, nl_first)
+    assert trial.asked[2:7] == ["c2.kind", "c2.fusion", "c2.width", "c2.count", "c2.subsample"]
+    # Enumeration follows each settings class's field order, whatever order suggest asks in.
+    assert list(space.kind_options("nl"))[:3] == [NL(0.5, 1, "add", False), NL(0.5, 1, "add", True),
+                                                 NL(0.5, 1, "scale", False)]
+    assert [s.short() for s in space.kind_options("gc")][:3] == ["gc4a", "gc4am", "gc4s"]
+    assert [s.short() for s in space.stage_options("c2")][:1] == ["nl2a1"]
