@@ -1,11 +1,11 @@
 """Storage URLs, the Optuna storage behind them, and creating or resuming a study safely.
 
-Accepted forms (see the README's studies section):
-  sqlite:///path/to/file.db, or a path ending in .db/.sqlite   one machine (the laptop default)
-  journal:///abs/path/file.log, journal://rel/path.log, or a path ending in .log
+Accepted forms (see the README's studies section); file paths become absolute (`parse`):
+  sqlite:///rel.db, sqlite:////abs.db, or a path ending in .db/.sqlite   one machine (the laptop default)
+  journal:///abs/file.log, journal:////abs/file.log, journal://rel/file.log, or a path ending in .log
                                                                Optuna's journal file: one machine or a
                                                                shared disk (NFS) with many workers
-  postgresql://user:pass@host:5432/db (or mysql://...)         clusters: many workers, heartbeats
+  postgresql://user:pass@host:5432/db (psycopg 3; or mysql://...)  clusters: many workers, heartbeats
 SQLite on shared disks corrupts and locks (Optuna #815, #820, #1300), so clusters use the last two.
 """
 
@@ -45,39 +45,56 @@ def default_storage(config: StudyConfig) -> str:
 
 
 def parse(url: str) -> StorageInfo:
-    """Recognise the storage URL forms above; anything else is refused with the accepted forms."""
+    """Recognise the storage URL forms above; anything else is refused with the accepted forms.
+
+    File storages get one canonical absolute form whatever the spelling (`journal:////abs`, `journal:///abs`,
+    `journal://rel`, `x.log`, `sqlite:////abs`, `sqlite:///rel`, `x.db`), so workers started from other
+    folders share one file and Optuna's artifact store gets a clean base path (a `//abs` path fails its check).
+    """
     if url.startswith("journal:"):
         rest = url.removeprefix("journal:")
         rest = rest[2:] if rest.startswith("//") else rest
-        if not rest:
+        if not rest.strip("/"):
             raise StudyError("storage: journal URL has no path; use journal:///abs/path/study.log")
-        return StorageInfo("journal", rest, Path(rest))
+        path = local_path(rest)
+        return StorageInfo("journal", str(path), path)
     if url.startswith("sqlite:"):
         match = re.match(r"sqlite:///(.*)$", url)
-        if not match or not match.group(1):
+        if not match or not match.group(1).strip("/"):
             raise StudyError(f"storage: {url!r} is not a file URL; use sqlite:///path/to/study.db")
-        return StorageInfo("sqlite", url, Path(match.group(1)))
+        if match.group(1) == ":memory:":
+            raise StudyError("storage: in-memory SQLite keeps nothing between commands; use sqlite:///path/study.db")
+        path = local_path(match.group(1))
+        return StorageInfo("sqlite", f"sqlite:///{path}", path)
     if re.match(r"^(postgresql|postgres|mysql)(\+\w+)?://", url):
         return StorageInfo("rdb", _with_driver(url), None)
     if "://" not in url and url.endswith(".log"):
-        return StorageInfo("journal", url, Path(url))
+        path = local_path(url)
+        return StorageInfo("journal", str(path), path)
     if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3")):
-        return StorageInfo("sqlite", f"sqlite:///{url}", Path(url))
+        path = local_path(url)
+        return StorageInfo("sqlite", f"sqlite:///{path}", path)
     raise StudyError(
         f"storage: {mask(url)!r} is not a storage URL attnas knows; use sqlite:///file.db, "
         "journal:///path/file.log or postgresql://user@host/db"
     )
 
 
-def _with_driver(url: str) -> str:
-    """postgresql:// with the installed driver: SQLAlchemy 2.1 defaults to psycopg 3, attnas ships psycopg2."""
-    url = re.sub(r"^postgres://", "postgresql://", url)
-    if url.startswith("postgresql://"):
-        import importlib.util
+def local_path(text: str) -> Path:
+    """A storage file's absolute path: `~` expanded, relative to the working folder, `//abs` read as `/abs`."""
+    text = os.path.expanduser(text)
+    if text.startswith("/"):
+        text = "/" + text.lstrip("/")
+    return Path(os.path.abspath(text))
 
-        if importlib.util.find_spec("psycopg") is None:
-            return url.replace("postgresql://", "postgresql+psycopg2://", 1)
-    return url
+
+def _with_driver(url: str) -> str:
+    """The URL SQLAlchemy is given: unchanged, except the `postgres://` alias SQLAlchemy no longer knows.
+
+    attnas depends on psycopg 3, the driver SQLAlchemy 2 picks for a plain `postgresql://`, so the very URL
+    a user gives attnas also works in the `optuna` CLI and in optuna-dashboard.
+    """
+    return re.sub(r"^postgres(\+\w+)?://", r"postgresql\1://", url)
 
 
 def mask(url: str) -> str:
@@ -85,20 +102,28 @@ def mask(url: str) -> str:
     return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
 
 
-def open_storage(info: StorageInfo) -> optuna.storages.BaseStorage:
+def open_storage(info: StorageInfo, create: bool = True) -> optuna.storages.BaseStorage:
     """The Optuna storage for a URL, with heartbeats (RDB) and a small connection pool (PostgreSQL).
 
-    Journal storage has no heartbeat in Optuna; attnas writes its own (see studies.run), so both kinds
-    retry a dead worker's trial through the same RetryHeartbeatStaleTrialCallback.
+    Journal storage has no heartbeat in Optuna; attnas writes its own (see studies.liveness), so both kinds
+    retry a dead worker's trial through the same RetryHeartbeatStaleTrialCallback. Journal files are
+    healed on open and appended without partial lines (studies.journal). With create=False (read-side
+    commands, see `open_existing`) a missing SQLite/journal file is refused instead of created.
     """
-    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+    from .journal import open_journal
+
     if info.path is not None:
-        info.path.parent.mkdir(parents=True, exist_ok=True)
-    if info.kind == "journal":
-        return JournalStorage(JournalFileBackend(str(info.path)))
+        if not create and not info.path.is_file():
+            raise StudyError(f"no study storage at {info.path}; run attnas create STUDY.toml first")
+        try:
+            info.path.parent.mkdir(parents=True, exist_ok=True)
+            if info.kind == "journal":
+                return open_journal(info.path)
+        except OSError as exc:
+            raise file_error(info.path, exc) from None
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if info.kind == "rdb":
         engine_kwargs.update(pool_size=1, max_overflow=2)  # many workers must not exhaust max_connections
@@ -108,25 +133,100 @@ def open_storage(info: StorageInfo) -> optuna.storages.BaseStorage:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
+                storage = RDBStorage(
                     info.url,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=HEARTBEAT_S,
                     grace_period=GRACE_S,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+                    skip_table_creation=not create and info.kind == "sqlite",
                 )
+            if info.kind == "sqlite":
+                _name_sqlite_failures(storage, info.url)
+            return storage
         except IntegrityError:
             # Workers starting together on a fresh database race to create Optuna's tables; the loser
             # sees a duplicate-key error and simply opens the tables the winner made.
             time.sleep(0.5 + attempt)
         except (SQLAlchemyError, ImportError) as exc:
             raise unreachable(info.url, exc) from None
+        except optuna.exceptions.StorageInternalError as exc:  # Optuna's wrapper around the driver's error
+            raise unreachable(info.url, exc.__cause__ or exc) from None
     raise StudyError(f"could not create Optuna's tables in {mask(info.url)}; run `attnas create` once first")
+
+
+def open_existing(info: StorageInfo) -> optuna.storages.BaseStorage:
+    """The storage of a study that must already exist (status, front, pick, ...): creates no file."""
+    return open_storage(info, create=False)
+
+
+def file_error(path: Path, exc: OSError) -> StudyError:
+    """A storage file or folder that cannot be written (disk full, read-only, not yours), as one line."""
+    import errno
+
+    reason = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system",
+              errno.EACCES: "permission denied", errno.EPERM: "permission denied"}.get(exc.errno or 0)
+    where = exc.filename or path
+    fix = "free space there" if exc.errno == errno.ENOSPC else "make it writable"
+    return StudyError(f"storage {path}: cannot write {where} ({reason or exc.strerror or exc}); "
+                      f"{fix} or give --storage another path")
+
+
+def _name_sqlite_failures(storage: optuna.storages.RDBStorage, url: str) -> None:
+    """Turn SQLite's disk-full / read-only / cannot-open errors during a study into one line naming the file.
+
+    Without this Optuna reports them as "An exception is raised during the commit ... exceeding max length".
+    Uses SQLAlchemy's public `handle_error` engine event, whose handler may raise its own exception.
+    """
+    import sqlalchemy
+
+    def handle(context: Any) -> None:
+        problem = sqlite_problem(url, context.original_exception)
+        if problem is not None:
+            raise problem
+
+    sqlalchemy.event.listen(storage.engine, "handle_error", handle)
+
+
+#: SQLite messages (sqlite3's error strings) that mean the file cannot be written: what it means, and the fix.
+FREE = "free space on that disk or give --storage a file on another one"
+WRITABLE = "make the file and its folder writable, or give --storage a writable path"
+SQLITE_WRITE_FAILURES = {
+    "database or disk is full": ("disk full", FREE),
+    "disk i/o error": ("disk I/O error, often a full disk", FREE),
+    "readonly database": ("read-only (the file, its folder or the disk)", WRITABLE),
+    "unable to open database file": ("cannot open or create the file (read-only or not yours)", WRITABLE),
+}
+
+
+def sqlite_problem(url: str, exc: BaseException) -> StudyError | None:
+    """One line naming the SQLite file and why it cannot be written, or None for other errors."""
+    detail = first_line(exc)
+    found = next((v for key, v in SQLITE_WRITE_FAILURES.items() if key in detail.lower()), None)
+    if found is None:
+        return None
+    where = url.removeprefix("sqlite:///") if url.startswith("sqlite:") else "the study's SQLite file"
+    return StudyError(f"SQLite database {where}: {found[0]} ({detail}); {found[1]}, then run the command again")
+
+
+def first_line(exc: BaseException) -> str:
+    """The driver's own message (SQLAlchemy wraps it as `.orig`), first line only."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def unreachable(url: str, exc: BaseException) -> StudyError:
     """A database that cannot be opened, as one masked line with the likely fix."""
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    detail = first_line(exc)
+    orig = getattr(exc, "orig", None) or exc
+    if url.startswith("sqlite:") or type(orig).__module__ == "sqlite3":
+        problem = sqlite_problem(url, exc)
+        if problem is not None:
+            return problem
+        if "no such table" in detail:
+            return StudyError(f"{url.removeprefix('sqlite:///')} holds no Optuna study ({detail}); "
+                              "check --storage, or run attnas create STUDY.toml first")
+        return StudyError(f"cannot use SQLite database {url.removeprefix('sqlite:///')} ({detail}); check the path")
     return StudyError(
         f"cannot open storage {mask(url)} ({mask(detail)}); check that the database server is running "
         "and the URL (host, port, user, database) is right"

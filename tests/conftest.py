@@ -76,8 +76,7 @@ def pg_url() -> str:
     import sqlalchemy
 
     try:
-        url = PG_URL.replace("postgresql:", "postgresql+psycopg2:")
-        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
+        engine = sqlalchemy.create_engine(PG_URL, connect_args={"connect_timeout": 3})  # plain URL: psycopg 3
         with engine.connect():
             pass
         engine.dispose()

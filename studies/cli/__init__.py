@@ -14,7 +14,7 @@ import typer
 
 from .. import storage as st
 from ..config import StudyError
-from . import read, run, tools  # noqa: F401  (registers the commands)
+from . import read, repair, run, tools  # noqa: F401  (registers the commands)
 from .app import app
 
 

@@ -1,0 +1,211 @@
+"""Journal files that survive torn writes: healed on open, repaired by `attnas repair`, appends never torn.
+
+Real files and real processes: a torn tail written the way a killed writer leaves it, a record glued onto it
+by plain Optuna (what happened before attnas healed), a full tmpfs for ENOSPC.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from studies import journal
+from studies import storage as st
+from studies.config import StudyError
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+REPO = Path(__file__).resolve().parents[2]
+
+#: A worker-like process: opens the journal the way attnas does, runs one more trial, prints what it saw.
+WORKER = """
+import sys, optuna
+from studies import storage as st
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+study = optuna.load_study(study_name=sys.argv[2], storage=st.open_storage(st.parse(sys.argv[1])))
+trial = study.ask()
+trial.suggest_float("x", 0, 1)
+study.tell(trial, 42.0)
+print(len(study.trials))
+"""
+
+
+def plain(path: Path) -> JournalStorage:
+    """Optuna's own storage over the file, nothing of attnas in the way."""
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def completed(path: Path, name: str = "s") -> list[float]:
+    study = optuna.load_study(study_name=name, storage=plain(path))
+    return [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def journal_with_trials(path: Path, n: int, name: str = "s") -> optuna.Study:
+    study = optuna.create_study(study_name=name, storage=st.open_storage(st.parse(str(path))))
+    for i in range(n):
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        study.tell(trial, float(i))
+    return study
+
+
+def run_worker(path: Path, name: str = "s") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WORKER, str(path), name], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+
+
+def test_optuna_file_format_and_lock_are_the_ones_attnas_writes_with(tmp_path: Path) -> None:
+    """Pins what SafeJournalBackend relies on: Optuna's line format and its default lock file."""
+    logs = [{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}, {"op_code": 2, "a": [1, 2]}]
+    theirs, ours = tmp_path / "theirs.log", tmp_path / "ours.log"
+    JournalFileBackend(str(theirs)).append_logs(logs)
+    journal.SafeJournalBackend(ours).append_logs(logs)
+    assert ours.read_bytes() == theirs.read_bytes()
+
+    lock = journal.lock_for(theirs)
+    size = theirs.stat().st_size
+    writer = threading.Thread(target=JournalFileBackend(str(theirs)).append_logs, args=(logs,))
+    with journal.locked(lock):
+        writer.start()
+        time.sleep(0.5)
+        assert theirs.stat().st_size == size, "Optuna's default backend no longer takes attnas' journal lock"
+    writer.join(10)
+    assert theirs.stat().st_size > size
+
+
+def test_torn_tail_is_healed_on_open_and_the_study_continues(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "study.log"
+    journal_with_trials(path, 3)
+    clean = path.read_bytes()
+    last = clean.rstrip(b"\n").rsplit(b"\n", 1)[1]
+    torn = last[: len(last) // 2]  # what a writer killed (or cut by a full disk) mid-line leaves
+    with open(path, "ab") as f:
+        f.write(torn)
+
+    worker = run_worker(path)
+
+    assert worker.returncode == 0, worker.stderr
+    assert worker.stdout.split() == ["4"]
+    notes = [line for line in worker.stderr.splitlines() if line.strip()]
+    assert len(notes) == 1 and "moved an unreadable last line" in notes[0] and str(path) in notes[0], notes
+    assert completed(path) == [0.0, 1.0, 2.0, 42.0]
+    assert path.with_name("study.log.rejected").read_bytes() == torn + b"\n"
+    (backup,) = tmp_path.glob("study.log.bak-*")
+    assert backup.read_bytes() == clean + torn
+    with caplog.at_level("WARNING", logger="studies.journal"):
+        st.open_storage(st.parse(str(path)))
+    assert caplog.records == []  # healed once: the next open has nothing to say
+
+
+def test_a_record_glued_onto_a_torn_tail_is_kept(tmp_path: Path) -> None:
+    """Plain Optuna appends onto a torn line; the glued record is the last line: heal keeps it."""
+    path = tmp_path / "study.log"
+    study = journal_with_trials(path, 2)
+    with open(path, "ab") as f:
+        f.write(b'{"op_code":8,"worker_id":"dead","tri')
+    plain(path).set_study_user_attr(study._study_id, "after", "glued")
+
+    storage = st.open_storage(st.parse(str(path)))
+
+    assert optuna.load_study(study_name="s", storage=storage).user_attrs == {"after": "glued"}
+    assert path.with_name("study.log.rejected").read_bytes() == b'{"op_code":8,"worker_id":"dead","tri\n'
+    assert completed(path) == [0.0, 1.0]
+
+
+def test_garbage_inside_is_named_then_attnas_repair_recovers_every_complete_trial(tmp_path: Path, attnas) -> None:
+    path = tmp_path / "study.log"
+    journal_with_trials(path, 4)
+    lines = path.read_bytes().splitlines(keepends=True)
+    creates = [n for n, line in enumerate(lines) if json.loads(line)["op_code"] == 4]  # CREATE_TRIAL records
+    bad = creates[2] + 1  # 1-based: the issue's case, a torn line with the next record appended onto it
+    torn = b'{"op_code":6,"worker_id":"x","trial_id":1,"sta'
+    lines[bad - 1] = torn + lines[bad - 1]
+    path.write_bytes(b"".join(lines))
+    original = path.read_bytes()
+
+    with pytest.raises(StudyError) as exc:
+        st.open_storage(st.parse(f"journal://{path}"))
+    message = str(exc.value)
+    assert "\n" not in message and str(path) in message and f"line {bad} " in message
+    assert f"attnas repair {path}" in message
+    status = attnas("status", "--storage", str(path), "--study", "s")
+    assert status.returncode == 1 and f"line {bad} " in status.stderr and "Traceback" not in status.stderr
+    assert len(status.stderr.strip().splitlines()) == 1
+    assert path.read_bytes() == original  # naming the problem changed nothing
+
+    repaired = attnas("repair", str(path))
+
+    assert repaired.returncode == 0, repaired.stderr
+    assert f"moved line(s) {bad} " in repaired.stdout and "1 glued records recovered" in repaired.stdout
+    assert completed(path) == [0.0, 1.0, 2.0, 3.0]
+    (backup,) = tmp_path.glob("study.log.bak-*")
+    assert backup.read_bytes() == original
+    assert path.with_name("study.log.rejected").read_bytes() == torn + b"\n"
+    assert len(optuna.load_study(study_name="s", storage=st.open_storage(st.parse(str(path)))).trials) == 4
+    assert journal.repair(path).rejected_lines == ()
+
+
+def test_repair_moves_a_foreign_line_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "study.log"
+    journal_with_trials(path, 3)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([*lines[:4], b"\x00\x00 not a record\n", b"[1, 2]\n", *lines[4:]]))
+
+    report = journal.repair(path)
+
+    assert report.rejected_lines == (5, 6) and report.kept == len(lines) and report.salvaged == 0
+    assert report.rejected.read_bytes() == b"\x00\x00 not a record\n[1, 2]\n"
+    assert completed(path) == [0.0, 1.0, 2.0]
+
+
+def mounted_tmpfs(where: Path, size: str) -> Path:
+    """A small tmpfs (skips, with the reason, when this user may not mount one)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs for ENOSPC needs root")
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
+    return where
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill the disk up to `leave` bytes free; returns the filler file."""
+    filler = disk / "filler"
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def test_enospc_during_an_append_leaves_a_readable_journal(tmp_path: Path) -> None:
+    disk = mounted_tmpfs(tmp_path / "disk", "256k")
+    try:
+        path = disk / "study.log"
+        study = journal_with_trials(path, 2)
+        before = path.read_bytes()
+        filler = fill(disk, leave=8192)
+
+        with pytest.raises(journal.JournalWriteError) as exc:
+            study.set_user_attr("big", "x" * 40_000)  # larger than the free space: the write stops part-way
+
+        message = str(exc.value)
+        assert "\n" not in message and str(path) in message and "disk full" in message
+        assert path.read_bytes() == before
+        assert completed(path) == [0.0, 1.0]
+        filler.unlink()
+        study.set_user_attr("big", "x" * 40_000)  # space again: the same study goes on
+        assert optuna.load_study(study_name="s", storage=plain(path)).user_attrs["big"] == "x" * 40_000
+        assert all(json.loads(line) for line in path.read_bytes().splitlines())
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
