@@ -36,7 +36,7 @@ import trainer
 from search_space import ArchSpec, suggest
 from trainer.checkpoint import FILE as CHECKPOINT
 
-from . import queue, tracking
+from . import queue, stopping, tracking
 from . import storage as st
 from .config import StudyConfig, StudyError
 from .goals import mark_ineligible
@@ -45,6 +45,8 @@ from .queue import RECORD
 
 #: Duplicate proposals in a row after which a worker stops: the sampler keeps proposing what the study has.
 MAX_DUPLICATES = 50
+#: What Optuna is told about a trial MO-ASHA stopped (chosen from benchmarks/search_replay.py; studies.stopping).
+STOPPED_AS = "pruned"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,11 @@ class Context:
     device: str
     artifacts: Path
     runs: Path
+    #: What scores a trial: the real cost and training; a replay (benchmarks/search_replay.py) answers from a table.
+    measure: Callable[[ArchSpec, int], objectives.Cost] = objectives.measure
+    train: Callable[..., trainer.ProxyResult] = trainer.proxy_train
+    #: How a trial stopped early is told to Optuna: "pruned" or "complete" (its rung values); see studies.stopping.
+    stopped_as: str = STOPPED_AS
 
 
 @dataclass(frozen=True)
@@ -178,7 +185,7 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
     record: dict[str, Any] = {}
     try:
         spec = suggest(trial, ctx.config.space)
-        cost = objectives.measure(spec, ctx.config.objectives.resolution)
+        cost = ctx.measure(spec, ctx.config.objectives.resolution)
         record.update(fresh_record(spec, cost))
         hooks.on_start(trial.number, spec.name)
         owner = queue.take(ctx.info, ctx.storage, study, spec.id, trial)
@@ -240,28 +247,30 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
                 "data": ctx.subset.to_dict(), "schedule": config.schedule.to_dict()},
     )
     first: list[int] = []
+    goes_on = _rung_rule(ctx, trial, spec, record["gflops"])
 
-    def on_epoch(stats: trainer.EpochStats) -> None:
+    def on_epoch(stats: trainer.EpochStats) -> bool:
         first[:] = first or [stats.epoch]
         run.log_epoch(stats.epoch, {k: v for k, v in stats.to_dict().items() if k != "epoch"})
         hooks.on_epoch(trial.number, stats)
+        return goes_on(stats)
 
     try:
-        result = trainer.proxy_train(spec, ctx.subset, config.schedule, ctx.device, on_epoch=on_epoch,
-                                     checkpoint_dir=ctx.runs, progress=False)
+        result = ctx.train(spec, ctx.subset, config.schedule, ctx.device, on_epoch=on_epoch,
+                           checkpoint_dir=ctx.runs, progress=False)
     except BaseException as exc:  # a crash or Ctrl-C never leaves a dangling tracking run
         run.finish({"error": f"{type(exc).__name__}: {exc}"[:500]}, failed=True)
         raise
-    trained = result.status == "ok"
+    trained = result.status in ("ok", "stopped")  # stopped: top-1/top-5 at the rung it stopped at
     out: dict[str, Any] = {
-        "outcome": "trained" if trained else "diverged", "top1": result.top1 if trained else None,
-        "top5": result.top5 if trained else None, "epochs": result.epochs,
+        "outcome": {"ok": "trained", "stopped": "stopped"}.get(result.status, "diverged"),
+        "top1": result.top1 if trained else None, "top5": result.top5 if trained else None, "epochs": result.epochs,
         "start_epoch": first[0] - 1 if first else len(result.history),
         "curve": [h.top1 for h in result.history], "seconds": result.seconds,
     }
     run.finish({"status": out["outcome"], "top1": out["top1"], "gflops": record["gflops"],
                 "params": record["params"]})
-    if not trained:
+    if out["outcome"] != "trained":
         mark_ineligible(trial)
     folder = Path(result.checkpoint).parent if result.checkpoint else ctx.runs / spec.id
     try:
@@ -289,7 +298,35 @@ def _upload(ctx: Context, trial: optuna.Trial, spec: ArchSpec, folder: Path) -> 
 
 def _tell(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[str, Any]) -> None:
     trial.set_user_attr(RECORD, record)
+    if record["outcome"] == "stopped" and ctx.stopped_as == "pruned":
+        study.tell(trial, state=TrialState.PRUNED)
+        return
     study.tell(trial, ctx.config.objectives.values(record["top1"], record["gflops"], record["params"]))
+
+
+def _rung_rule(ctx: Context, trial: optuna.Trial, spec: ArchSpec,
+               gflops: float) -> Callable[[trainer.EpochStats], bool]:
+    """Per epoch: go on (True) or stop here (False), by MO-ASHA at its rungs; always True with kind "none".
+
+    A retry of a killed trial (a new trial number, the same spec) gets its earlier attempt's decision at a
+    rung that attempt reached, so being killed never changes whether a network is stopped.
+    """
+    rule = ctx.config.early_stopping
+    if rule.kind != "moasha":
+        return lambda stats: True
+    rungs = stopping.Rungs(ctx.config.schedule.epochs, rule.eta, rule.min_epochs)
+
+    def goes_on(stats: trainer.EpochStats) -> bool:
+        if stats.epoch not in rungs:
+            return True
+        earlier = [r for r in stopping.rung_records(trial.study) if r.epoch == stats.epoch
+                   and r.spec_id == spec.id and r.trial != trial.number]
+        if earlier:
+            return earlier[0].continues
+        return stopping.record_and_decide(trial.study, trial.number, stats.epoch, stats.top1, gflops,
+                                          eta=rule.eta, spec_id=spec.id)
+
+    return goes_on
 
 
 def _fail(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[str, Any], message: str, *,

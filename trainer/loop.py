@@ -36,7 +36,7 @@ def proxy_train(
     schedule: Schedule,
     device: str | torch.device = "cpu",
     *,
-    on_epoch: Callable[[EpochStats], None] | None = None,
+    on_epoch: Callable[[EpochStats], bool | None] | None = None,
     checkpoint_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = False,
@@ -45,7 +45,9 @@ def proxy_train(
 
     With `checkpoint_dir`, every epoch is checkpointed and a rerun resumes where the last one stopped
     (a finished run is returned as is). `on_epoch` runs after each epoch's checkpoint is written, so an
-    exception it raises (an Optuna prune, a preemption) loses no work. A NaN/inf loss ends the run with
+    exception it raises (an Optuna prune, a preemption) loses no work. `on_epoch` returning False stops
+    training there (early stopping): status 'stopped', top-1/top-5 of that epoch, and the checkpoint says
+    so, so a rerun returns the stopped result instead of training on. A NaN/inf loss ends the run with
     status 'diverged' instead of raising.
     """
     started = time.perf_counter()
@@ -86,8 +88,10 @@ def proxy_train(
         seconds = previous_seconds + time.perf_counter() - started
         if path is not None:
             save_checkpoint(path, _state(model, optimizer, gens, epoch, history, status, seconds))
-        if on_epoch is not None and status == "ok":
-            on_epoch(stats)
+        if on_epoch is not None and status == "ok" and on_epoch(stats) is False:
+            status = "stopped"
+            if path is not None:
+                save_checkpoint(path, _state(model, optimizer, gens, epoch, history, status, seconds))
     return _result(history, epoch, status, previous_seconds + time.perf_counter() - started, path)
 
 
@@ -215,7 +219,7 @@ def _restore(saved: dict[str, Any], model, optimizer, gens) -> dict[str, Any]:
 
 
 def _result(history: list[EpochStats], epochs: int, status: str, seconds: float, path: Path | None):
-    last = history[-1] if history and status == "ok" else None
+    last = history[-1] if history and status != "diverged" else None
     # harmonic mean: every epoch trains the same number of images, so this is images / training seconds
     rate = len(history) / sum(1 / h.images_per_s for h in history) if history else 0.0
     return ProxyResult(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from trainer.augment import AUGMENTS
 
-Status = Literal["ok", "diverged"]
+Status = Literal["ok", "diverged", "stopped"]  # stopped: the caller's on_epoch said so
 
 
 class ScheduleError(ValueError):
