@@ -2,6 +2,7 @@
 
 from trainer.builtin import BUILTIN, dataset_root
 from trainer.cache import Cache, load_cache
+from trainer.devices import DEVICES, DeviceError, resolve_device
 from trainer.digits import write_digits_tree
 from trainer.fashion import write_fashion_tree
 from trainer.final import ValResult, score_on_val, val_items
@@ -11,8 +12,10 @@ from trainer.subsets import DataError, SubsetSpec, default_cache_dir, split_subs
 
 __all__ = [
     "BUILTIN",
+    "DEVICES",
     "Cache",
     "DataError",
+    "DeviceError",
     "EpochStats",
     "ProxyResult",
     "Schedule",
@@ -23,6 +26,7 @@ __all__ = [
     "default_cache_dir",
     "load_cache",
     "proxy_train",
+    "resolve_device",
     "score_on_val",
     "split_subset",
     "val_items",
