@@ -124,13 +124,14 @@ def test_digits_and_train_json(tmp_path: Path, attnas_cache: Path, monkeypatch: 
     proc = attnas(*args)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result) == {"top1", "top5", "epochs", "seconds", "images_per_s", "status"}
+    assert set(result) == {"top1", "top5", "epochs", "seconds", "images_per_s", "status", "checkpoint"}
     assert result["epochs"] == 1 and 0.0 <= result["top1"] <= 1.0
     # --val: the finished run is resumed from its checkpoint (same metrics), then scored on val/
     proc = attnas(*args, "--val")
     assert proc.returncode == 0, proc.stderr
     final = json.loads(proc.stdout)
-    assert {k: final[k] for k in ("top1", "top5", "epochs")} == {k: result[k] for k in ("top1", "top5", "epochs")}
+    same = ("top1", "top5", "epochs", "checkpoint")
+    assert {k: final[k] for k in same} == {k: result[k] for k in same}
     assert final["val_images"] == len(list((tmp_path / "digits" / "val").glob("*/*.JPEG")))
     assert 0.0 <= final["val_top1"] <= final["val_top5"] <= 1.0
     assert Path(final["checkpoint"]).is_relative_to(tmp_path / "runs")
@@ -151,3 +152,41 @@ def test_flops_counts_a_spec_given_by_name_or_file(tmp_path: Path, attnas) -> No
     assert small["resolution"] == 112 and small["complete"] < by_file["complete"] / 3
     assert_one_line_error(attnas("flops", "r50-c2:none"), "spec name", "one entry per stage")
     assert_one_line_error(attnas("flops", str(tmp_path / "missing.json")), "does not exist")
+
+
+def test_train_a_pick_with_its_study_settings(tiny_study, tmp_path: Path, attnas) -> None:
+    """`attnas train --study`: the study's subset and schedule exactly (the checkpoint folder is keyed by
+    them), then each override replacing only its own field."""
+    from dataclasses import replace
+
+    from search_space import ArchSpec
+    from studies.config import read_file
+    from trainer.checkpoint import FILE, run_dir
+
+    path = tiny_study()
+    config = read_file(path)
+    spec = tmp_path / "pick.json"
+    spec.write_text('{"backbone": "resnet18", "stages": {"c5": {"kind": "gc"}}}')
+    runs = tmp_path / "runs"
+
+    def checkpoint(subset, schedule) -> str:
+        key = {"spec": ArchSpec.from_json(spec.read_text()).to_dict(), "subset": subset.to_dict(),
+               "schedule": schedule.to_dict()}
+        return str(run_dir(runs, key) / FILE)
+
+    proc = attnas("train", str(spec), "--study", str(path), "--json", "--runs", str(runs))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["checkpoint"] == checkpoint(config.data.subset(), config.schedule)
+    assert result["epochs"] == config.schedule.epochs == 1
+
+    overrides = ["--epochs", "2", "--lr", "0.05", "--images-per-class", "4", "--resolution", "16", "--seed", "3",
+                 "--no-augment", "--device", "auto"]
+    proc = attnas("train", str(spec), "--study", str(path), *overrides, "--json", "--runs", str(runs))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    subset = replace(config.data.subset(), train_per_class=4, resolution=16)  # the study's held-out images
+    schedule = replace(config.schedule, epochs=2, lr=0.05, seed=3, augment="none", flip=False)
+    assert result["checkpoint"] == checkpoint(subset, schedule) and result["epochs"] == 2
+    assert_one_line_error(attnas("train", str(spec), "--study", str(path), "--data", str(tmp_path / "none")),
+                          "--data", "does not exist")
