@@ -15,7 +15,7 @@ import optuna
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as typed
 
-from .constraints import LEGACY_KEY, PREFIX, legacy_list, set_constraints
+from .constraints import set_constraints
 
 BUDGET = "gflops_budget"  # gflops - max_gflops (<= 0 feasible); -1.0 without a budget
 ELIGIBLE = "front_eligible"  # -1.0 while a trial may reach the front; +1.0 once it ended untrained
@@ -66,12 +66,5 @@ class Objectives:
 
 
 def mark_ineligible(trial: optuna.Trial) -> None:
-    """Turn `front_eligible` to +1.0 on a trial that ended without a real top-1 (diverged, stopped).
-
-    `Trial.set_constraint` ignores (with a warning) a key that is already set, so the value is overwritten
-    through the storage, and the dashboard's legacy list is rewritten to match.
-    """
-    storage, trial_id = trial.storage, trial._trial_id
-    storage.set_trial_system_attr(trial_id, PREFIX + ELIGIBLE, 1.0)
-    storage.set_trial_system_attr(trial_id, LEGACY_KEY, legacy_list(storage.get_trial_system_attrs(trial_id)))
-
+    """Turn `front_eligible` to +1.0 on a trial that ended without a real top-1 (diverged, stopped)."""
+    set_constraints(trial, {ELIGIBLE: 1.0})

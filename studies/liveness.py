@@ -54,6 +54,7 @@ class Liveness(ABC):
     def __init__(self, storage: optuna.storages.BaseStorage) -> None:
         self.storage = storage
         self._last_recovery = -float("inf")
+        self._waiting: list[tuple[int, bool]] = []  # (trial id, has params), oldest last
 
     @abstractmethod
     def beat(self, trial_id: int) -> None:
@@ -66,20 +67,29 @@ class Liveness(ABC):
     def claim(self, study: optuna.Study, *, fresh: bool = True) -> optuna.Trial | None:
         """Take one WAITING trial (atomically: the storage refuses a trial another worker took first).
 
-        With `fresh=False` only retries (WAITING trials that already carry params) are taken: the search
-        space is exhausted, so an empty slot could only propose an architecture the study already has.
+        The WAITING trials are listed once and then taken from that list in order, so a claim costs a beat
+        and a state update, not a listing of every queued trial; the list is read again only when it runs
+        out (retries queued meanwhile are found then). With `fresh=False` only retries (WAITING trials that
+        already carry params) are taken: the space is exhausted, so an empty slot could only propose an
+        architecture the study already has.
         """
-        for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if not fresh and not frozen.params:
-                continue
-            try:
-                self.beat(frozen._trial_id)
-                if self.storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
-                    return optuna.Trial(study, frozen._trial_id)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
-            except IntegrityError:  # two workers inserting the same heartbeat row: the other one claims it
-                continue
+        for _ in range(2):
+            if not self._waiting:
+                self._waiting = [(t._trial_id, bool(t.params)) for t in
+                                 study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
+                self._waiting.reverse()  # pop() from the end takes the oldest first
+            while self._waiting:
+                trial_id, has_params = self._waiting.pop()
+                if not fresh and not has_params:
+                    continue
+                try:
+                    self.beat(trial_id)
+                    if self.storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                        return optuna.Trial(study, trial_id)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    continue
+                except IntegrityError:  # two workers inserting the same heartbeat row: the other one claims it
+                    continue
         return None
 
     def recover(self, study: optuna.Study, *, force: bool = False) -> list[int]:

@@ -23,8 +23,12 @@ def in_tmp(tmp_path, monkeypatch) -> None:
 
 
 def _count_training(monkeypatch: pytest.MonkeyPatch, *, forbid: bool) -> list[str]:
-    """Replace proxy_train wherever it is imported; record (or refuse) every training call."""
+    """Replace proxy_train wherever it is imported (and in every worker Context made from now on); record (or
+    refuse) every training call."""
+    from dataclasses import replace
+
     import objectives.scoring  # noqa: F401  (make sure the modules that hold proxy_train are loaded)
+    import studies.worker
     import trainer
 
     real = trainer.proxy_train
@@ -39,6 +43,8 @@ def _count_training(monkeypatch: pytest.MonkeyPatch, *, forbid: bool) -> list[st
     for name, module in list(sys.modules.items()):
         if name.split(".")[0] in ("trainer", "objectives") and getattr(module, "proxy_train", None) is real:
             monkeypatch.setattr(module, "proxy_train", fake)
+    made = studies.worker.context
+    monkeypatch.setattr(studies.worker, "context", lambda config: replace(made(config), train=fake))
     return calls
 
 

@@ -1,9 +1,11 @@
-"""Many `attnas worker` processes on one study (PostgreSQL and a journal file): exactly N trials, none lost,
-and a worker killed with SIGKILL mid-trial costs one retry, not a trial."""
+"""Many `attnas worker` processes on one study (PostgreSQL and a journal file): exactly N slots, each a distinct
+architecture trained once, none lost; a worker killed with SIGKILL mid-trial costs one retry, not a trial, and
+the retry resumes from the dead worker's last checkpoint."""
 
 from __future__ import annotations
 
 import contextlib
+import getpass
 import signal
 import subprocess
 import time
@@ -15,6 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from studies import storage as st
+from studies.queue import reused
 
 FAST_HEARTBEAT = {"ATTNAS_HEARTBEAT_S": "1", "ATTNAS_GRACE_S": "4"}
 
@@ -36,12 +39,27 @@ def _finish(workers: list[subprocess.Popen]) -> None:
         assert w.returncode == 0, stderr
 
 
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers (started from here) write their run folders under ./.attnas/<study>/: keep them in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _check_exact(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
+    """N slots (COMPLETE trials that are not recorded duplicates), N distinct specs, none trained twice."""
     trials = study.get_trials()
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == n
+    slots = [t for t in trials if t.state == TrialState.COMPLETE and not reused(t)]
+    assert len(slots) == n
+    assert len({t.user_attrs["attnas"]["spec_id"] for t in slots}) == n
+    trained = [t.user_attrs["attnas"]["spec_id"] for t in trials if t.state == TrialState.COMPLETE
+               and t.user_attrs["attnas"]["outcome"] == "trained"]
+    assert len(trained) == len(set(trained))
+    for t in trials:
+        if t.state == TrialState.COMPLETE and reused(t):
+            owner = trials[t.user_attrs["attnas"]["reused_from"]]
+            assert owner.user_attrs["attnas"]["spec_id"] == t.user_attrs["attnas"]["spec_id"]
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     return trials
 
@@ -55,7 +73,7 @@ def _signal_mid_trial(worker: subprocess.Popen, url: str, name: str, sig: signal
             running = _open(url, name).get_trials(states=(TrialState.RUNNING,))
         except KeyError:
             continue
-        if running and "spec" in running[0].user_attrs:
+        if running and "attnas" in running[0].user_attrs:
             worker.send_signal(sig)
             return running[0].number
     worker.kill()
@@ -79,7 +97,19 @@ def test_three_workers_finish_exactly_n(storage_url: str, tiny_study, cleanup, a
     cleanup.append((storage_url, name))
     _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(3)])
     trials = _check_exact(_open(storage_url, name), 7)
-    assert len(trials) == 7  # no failures, no extra trials
+    assert not [t for t in trials if t.state == TrialState.FAIL]  # no failures; the rest are recorded duplicates
+
+
+@pytest.mark.slow
+def test_two_seeded_workers_train_n_distinct_architectures(storage_url: str, tiny_study, cleanup,
+                                                           attnas_popen) -> None:
+    """The same study seed in both workers: each draws its own proposals, and a spec that one of them has
+    (COMPLETE or RUNNING) is never trained again by the other (issue 8: 6 trials used to hold 4 specs)."""
+    name = f"seed2-{uuid.uuid4().hex[:8]}"
+    path = tiny_study(storage_url, trials=6, name=name)  # 16 specs, random sampler, seed = 0
+    cleanup.append((storage_url, name))
+    _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(2)])
+    _check_exact(_open(storage_url, name), 6)
 
 
 @pytest.mark.slow
@@ -111,7 +141,7 @@ def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(tiny_study, tmp_p
     assert worker.returncode == 130 and "run the same command to resume" in stderr
     trials = _open(url, "ctrl-c").get_trials()
     assert trials[interrupted].state == TrialState.FAIL
-    assert trials[interrupted].user_attrs["error"] == "interrupted"
+    assert trials[interrupted].user_attrs["attnas"]["error"] == "interrupted"
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == interrupted]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
 
@@ -119,3 +149,55 @@ def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(tiny_study, tmp_p
     trials = _check_exact(_open(url, "ctrl-c"), 3)
     rerun = next(t for t in trials if t.system_attrs.get("failed_trial") == interrupted)
     assert rerun.state == TrialState.COMPLETE and rerun.params == trials[interrupted].params
+
+
+def _checkpoint_epoch(runs: Path) -> int:
+    """Epochs in the (one) checkpoint under the study's run folder; 0 while there is none."""
+    import torch
+
+    for path in runs.glob("*/checkpoint.pt"):
+        with contextlib.suppress(Exception):
+            return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    return 0
+
+
+@pytest.mark.slow
+def test_a_trial_killed_in_epoch_3_resumes_there_with_the_same_result(tiny_study, tmp_path: Path,
+                                                                      attnas_popen) -> None:
+    """SIGKILL during epoch 3 of 4; the retry starts from the epoch-2 checkpoint in the study's run folder and
+    ends with the top-1 and learning curve of an uninterrupted run; nothing is left in $TMPDIR or runs/."""
+    from search_space import ArchSpec
+    from studies.config import read_file
+    from trainer import proxy_train
+
+    url = f"sqlite:///{tmp_path}/resume.db"
+    path = tiny_study(url, trials=1, epochs=4, kinds='["none"]', name="resume")
+    path.write_text(path.read_text().replace("train_per_class = 12", "train_per_class = 48"))  # ~1 s epochs
+    config = read_file(path)
+    runs = config.folder / "runs"
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    env = {**FAST_HEARTBEAT, "TMPDIR": str(tmp)}
+    victim = attnas_popen("worker", str(path), "--no-wandb", **env)
+    deadline = time.time() + 120
+    while _checkpoint_epoch(runs) < 2 and time.time() < deadline and victim.poll() is None:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    assert _checkpoint_epoch(runs) == 2, "the kill did not land in epoch 3"
+
+    _finish([attnas_popen("worker", str(path), "--no-wandb", **env)])
+    trials = _check_exact(_open(url, "resume"), 1)
+    killed, retry = trials
+    assert killed.state == TrialState.FAIL and retry.system_attrs["failed_trial"] == killed.number
+    record = retry.user_attrs["attnas"]
+    assert (record["outcome"], record["start_epoch"], record["epochs"]) == ("trained", 2, 4)
+
+    spec = ArchSpec.from_dict(record["spec"])
+    fresh = proxy_train(spec, config.data.subset(), config.schedule, "cpu", checkpoint_dir=tmp_path / "fresh")
+    assert record["top1"] == fresh.top1 and retry.values[0] == fresh.top1
+    assert record["curve"] == [h.top1 for h in fresh.history]
+    # nothing accumulates in $TMPDIR per trial: only torch's one per-user inductor cache folder may appear
+    assert {p.name for p in tmp.iterdir()} <= {f"torchinductor_{getpass.getuser()}"}
+    assert list(runs.iterdir()) == []  # the final checkpoint is an artifact now; the run folder is gone
+    assert len(record["artifacts"]) == 2
