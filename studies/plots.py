@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from search_space.registry import kinds
 
 TRAINED, INFEASIBLE, FRONT, OVER_BUDGET = "#1f77b4", "#b0b0b0", "#d62728", "#7f7f7f"
+FIDELITY = "#e7298a"  # the proxy-vs-high-fidelity scatter (a colour no other figure uses)
 PALETTE = ("#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 HOVER = "%{text}<br>top-1 %{y:.4f}<br>%{x:.3f} GFLOPs<extra></extra>"
 
@@ -27,10 +28,14 @@ def kind_colour(kind: str) -> str:
 
 
 def pareto_figure(data: dict[str, Any]) -> go.Figure:
-    """Top-1 against GFLOPs of trained trials; the front as a red stepped line; axes = the trained span."""
+    """Top-1 against GFLOPs of trained trials; the front as a red stepped line; axes = the trained span.
+
+    Trials with seeds get whiskers of ± their seeds' standard error (`seed_se`); single runs get none.
+    """
     points = data["points"]
     others = [p for p in points if p["feasible"] and not p["on_front"]]
     infeasible = [p for p in points if not p["feasible"]]
+    seed_se = {p["number"]: p.get("seed_se") for p in points}
     front = data["front"]
     figure = go.Figure()
     for group, name, marker, mode in (
@@ -42,11 +47,46 @@ def pareto_figure(data: dict[str, Any]) -> go.Figure:
             x=[p["gflops"] for p in group], y=[p["top1"] for p in group], customdata=[p["number"] for p in group],
             text=[f"#{p['number']} {p.get('name') or p.get('spec_name')}" for p in group], mode=mode,
             name=f"{name} ({len(group)})", marker=marker, hovertemplate=HOVER, line={"shape": "hv", "color": FRONT},
+            error_y=seed_whiskers([seed_se.get(p["number"]) for p in group]),
         ))
     axes = data["axes"]
     figure.update_layout(title="Pareto front of trained trials: proxy top-1 (↑) vs GFLOPs (↓)", height=560,
                          xaxis={"title": "GFLOPs", "range": axes["gflops"]},
                          yaxis={"title": "proxy top-1", "range": axes["top1"]})
+    return figure
+
+
+def seed_whiskers(se: Sequence[float | None]) -> dict[str, Any] | None:
+    """Error bars of ± se where a point has seeds (0 elsewhere); None when no point has any."""
+    if not any(v is not None for v in se):
+        return None
+    return {"type": "data", "array": [v or 0.0 for v in se], "visible": True}
+
+
+def fidelity_figure(fidelity: dict[str, Any]) -> go.Figure:
+    """High-fidelity mean top-1 (± seed σ) against proxy top-1, one point per architecture, with y = x."""
+    archs = fidelity["architectures"]
+    x = [a["proxy_top1"] for a in archs]
+    y = [a["mean_top1"] for a in archs]
+    figure = go.Figure(go.Scatter(
+        x=x, y=y, mode="markers", name="architectures", customdata=[a["trial"] for a in archs],
+        text=[f"#{a['trial']} {a['name']}{' (proxy front)' if a['on_proxy_front'] else ''}" for a in archs],
+        marker={"color": FIDELITY, "size": [14 if a["on_proxy_front"] else 10 for a in archs],
+                "symbol": ["diamond" if a["on_proxy_front"] else "circle" for a in archs]},
+        error_y={"type": "data", "array": [a["seed_sigma"] or 0.0 for a in archs], "visible": True,
+                 "color": FIDELITY},
+        hovertemplate="%{text}<br>proxy %{x:.4f}<br>high fidelity %{y:.4f}<extra></extra>",
+    ))
+    if x and y:
+        low, high = min(x + y), max(x + y)
+        figure.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x",
+                                    line={"color": OVER_BUDGET, "dash": "dot"}, hoverinfo="skip"))
+    tau = fidelity["kendall_tau"]["value"]
+    figure.update_layout(
+        title=f"Proxy vs high-fidelity top-1 (whiskers: ± seed σ; Kendall τ "
+              f"{'n/a' if tau is None else f'{tau:.2f}'})",
+        xaxis_title="proxy top-1", yaxis_title="high-fidelity mean top-1", height=460,
+    )
     return figure
 
 

@@ -3,7 +3,10 @@
 `attnas report --json` prints `report_data` as it is, so scripts read exactly what the page draws.
 Only trained trials (records.Status.TRAINED) make the Pareto plot, its axes, the per-stage effects and
 the parameter importances: over-budget trials are drawn apart on a strip at their GFLOPs, and trials
-that diverged, failed or were reused never count as a top-1 of 0.
+that diverged, failed or were reused never count as a top-1 of 0. Front members carry their noise
+(`studies.fidelity.front_noise`: the seeds' standard error where they have seeds, else the held-out set's
+binomial error) and which other members they cannot be told apart from; a study measured by `attnas
+fidelity` gains its proxy-vs-high-fidelity section (the parent study's `attnas.fidelity` user attr).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import optuna
 from search_space.registry import kinds
 from search_space.spec import STAGES
 from studies import plots
+from studies.fidelity import STUDY_ATTR, front_noise, holdout_images
 from studies.records import (
     MAXIMISE,
     Status,
@@ -49,20 +53,27 @@ def write_report(study: optuna.Study, path: Path, budget: float | None = None) -
 
 def study_report_data(study: optuna.Study, budget: float | None = None) -> dict[str, Any]:
     """`report_data` for a stored study; the budget defaults to the one in its stored study file."""
-    if budget is None:
-        from studies.storage import stored_config
+    from studies.storage import stored_config
 
-        config = stored_config(study)
+    config = stored_config(study)
+    if budget is None:
         budget = config.max_gflops if config is not None else None
-    return report_data(records(study), objectives=objectives_of(study), study_name=study.study_name, budget=budget)
+    return report_data(records(study), objectives=objectives_of(study), study_name=study.study_name, budget=budget,
+                       holdout=holdout_images(config), fidelity=study.user_attrs.get(STUDY_ATTR))
 
 
 def report_data(rs: Sequence[TrialRecord], objectives: Sequence[str] = ("top1", "gflops"), study_name: str = "",
-                budget: float | None = None) -> dict[str, Any]:
-    """Everything the report shows, JSON-ready (records as `TrialRecord.to_dict()`)."""
+                budget: float | None = None, holdout: int | None = None,
+                fidelity: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything the report shows, JSON-ready (records as `TrialRecord.to_dict()`).
+
+    `holdout` is the held-out set's size (its binomial error marks single-run front members' noise);
+    `fidelity` is what `attnas fidelity` stored for the study, or None.
+    """
     objectives = tuple(objectives)
     front = pareto_front(rs, objectives)
     on_front = {r.number for r in front}
+    noise = front_noise(front, holdout)
     trained = [r for r in rs if r.status == Status.TRAINED and r.top1 is not None and r.gflops is not None]
     reference = reference_point(rs, objectives)
     history = hypervolume_history(rs, reference, objectives)
@@ -71,7 +82,9 @@ def report_data(rs: Sequence[TrialRecord], objectives: Sequence[str] = ("top1", 
         "objectives": list(objectives),
         "budget_gflops": budget,
         "counts": counts(rs),
-        "front": [r.to_dict() for r in front],
+        "front": [{**r.to_dict(), "se": noise["se"][r.number], "within_noise_of": noise["ties"][r.number]}
+                  for r in front],
+        "front_noise": {"source": noise["source"], "holdout_images": holdout, "pairs": noise["pairs"]},
         "points": [point(r, r.number in on_front) for r in trained],
         "axes": axes(trained),
         "over_budget": [{"number": r.number, "name": r.name, "gflops": r.gflops}
@@ -84,12 +97,15 @@ def report_data(rs: Sequence[TrialRecord], objectives: Sequence[str] = ("top1", 
         "importances": importances(trained, objectives),
         "hypervolume": {"reference": list(reference), "history": history,
                         "final": history[-1]["hypervolume"] if history else 0.0},
+        "fidelity": fidelity,
     }
 
 
 def point(r: TrialRecord, on_front: bool) -> dict[str, Any]:
+    """One trained trial of the Pareto plot; `seed_se` is its seeds' standard error (None with one run)."""
+    seed_se = stdev(r.seeds) / len(r.seeds) ** 0.5 if len(r.seeds) >= 2 else None
     return {"number": r.number, "name": r.name, "top1": r.top1, "gflops": r.gflops, "params_m": r.params_m,
-            "feasible": r.feasible, "on_front": on_front}
+            "feasible": r.feasible, "on_front": on_front, "seed_se": seed_se}
 
 
 def axes(trained: Sequence[TrialRecord]) -> dict[str, list[float] | None]:
@@ -197,6 +213,8 @@ def report_html(data: dict[str, Any]) -> str:
         plots.figure_html(plots.pareto_figure(data), "pareto-plot", include_js=True),
         plots.figure_html(plots.over_budget_figure(data), "over-budget-plot") if data["over_budget"] else "",
         plots.table_html("Pareto front (trained, within budget, one per architecture)", front_rows(data)),
+        noise_note(data),
+        fidelity_section(data["fidelity"]),
         plots.table_html("Trials that did not train", data["not_trained"]),
         plots.figure_html(plots.hypervolume_figure(data["hypervolume"]["history"]), "hypervolume-plot"),
         f"<p>Hypervolume reference point: {html.escape(reference_text(data['objectives'], reference))} "
@@ -218,12 +236,63 @@ def summary_line(data: dict[str, Any]) -> str:
 
 
 def front_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The front's table, cheapest first."""
+    """The front's table, cheapest first; `± se` and the members each one is within noise of."""
     return [
-        {"name": r["spec_name"] or f"trial {r['number']}", "top-1": f"{r['top1']:.4f}", "GFLOPs": f"{r['gflops']:.3f}",
-         "params (M)": "" if r["params_m"] is None else f"{r['params_m']:.2f}", "trial": r["number"]}
+        {"name": r["spec_name"] or f"trial {r['number']}", "top-1": f"{r['top1']:.4f}",
+         "± se": "" if r.get("se") is None else f"{r['se']:.4f}", "GFLOPs": f"{r['gflops']:.3f}",
+         "params (M)": "" if r["params_m"] is None else f"{r['params_m']:.2f}", "trial": r["number"],
+         "within noise of": ", ".join(f"#{n}" for n in r.get("within_noise_of") or ())}
         for r in data["front"]
     ]
+
+
+def noise_note(data: dict[str, Any]) -> str:
+    """One sentence saying where the front's ± comes from and which members tie."""
+    noise = data["front_noise"]
+    if noise["source"] == "seeds":
+        where = "± is the standard error over each member's seeds"
+    elif noise["holdout_images"]:
+        where = (f"± is the binomial error of one run on the {noise['holdout_images']} held-out images "
+                 "(no seeds: seed noise, often larger, is not in it)")
+    else:
+        return "<p>The held-out set's size is unknown here, so the front's noise is not shown.</p>"
+    pairs = "; ".join(f"#{a} ~ #{b}" for a, b in noise["pairs"]) or "none"
+    return (f"<p id='front-noise'>{html.escape(where)}. Members whose top-1 differ by less than 1.96 × the "
+            f"combined error cannot be told apart: {html.escape(pairs)}.</p>")
+
+
+def fidelity_section(fidelity: dict[str, Any] | None) -> str:
+    """`attnas fidelity`'s numbers: τ/ρ with intervals, seed σ, front retention, ties, and the scatter."""
+    if not fidelity:
+        return ""
+
+    def interval(stat: dict[str, float | None]) -> str:
+        value, low, high = (stat.get(k) for k in ("value", "low", "high"))
+        text = "n/a" if value is None else f"{value:.2f}"
+        return text + ("" if low is None or high is None else f" (95% CI {low:.2f} to {high:.2f})")
+
+    sigma = fidelity.get("seed_sigma")
+    ratio = fidelity.get("spread_to_noise")
+    ties = "; ".join(f"{a} ~ {b}" for a, b in fidelity.get("indistinguishable") or ()) or "none"
+    settings = fidelity.get("settings") or {}
+    text = (
+        f"Proxy vs high fidelity (linked study {fidelity['linked_study']}, {len(fidelity['architectures'])} "
+        f"architectures, {settings.get('seeds')} seed(s), epochs × {settings.get('epochs_factor')}): "
+        f"Kendall τ {interval(fidelity['kendall_tau'])}, Spearman ρ {interval(fidelity['spearman_rho'])}. "
+        f"Seed σ {'n/a' if sigma is None else f'{100 * sigma:.2f} points'}; spread between architectures / seed σ "
+        f"{'n/a' if ratio is None else f'{ratio:.2f}'}. Proxy front members still on the high-fidelity front: "
+        f"{fidelity['front_kept']} of {fidelity['front_size']}. Indistinguishable within noise: {ties}."
+    )
+    rows = [{"name": a["name"], "trial": a["trial"], "proxy top-1": f"{a['proxy_top1']:.4f}",
+             "high-fidelity mean": f"{a['mean_top1']:.4f}",
+             "seed σ": "" if a["seed_sigma"] is None else f"{a['seed_sigma']:.4f}",
+             "seeds": ", ".join(f"{v:.4f}" for v in a["runs"]), "proxy front": "yes" if a["on_proxy_front"] else ""}
+            for a in fidelity["architectures"]]
+    return "\n".join([
+        "<h2 id='fidelity'>Proxy fidelity</h2>", f"<p id='fidelity-summary'>{html.escape(text)}</p>",
+        plots.figure_html(plots.fidelity_figure(fidelity), "fidelity-plot"),
+        plots.table_html("Architectures retrained at the higher fidelity", rows),
+    ])
 
 
 def importance_section(data: dict[str, Any]) -> str:
