@@ -53,11 +53,11 @@ def proxy_train(
     started = time.perf_counter()
     device = torch.device(device)
     cache = load_cache(subset, cache_dir, progress=progress)
-    model = _build_model(spec, cache.num_classes, subset.resolution, schedule).to(device)
+    model = build_proxy_model(spec, cache.num_classes, subset.resolution, schedule).to(device)
     cuda = device.type == "cuda"
     if schedule.channels_last:  # faster on CPU too (oneDNN): ~1.3x for a thin ResNet-18 at 32 px
         model = model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(model, schedule)
+    optimizer = build_optimizer(model, schedule)
     gens = {"shuffle": torch.Generator().manual_seed(schedule.seed), "augment": torch.Generator()}
     gens["augment"].manual_seed(schedule.seed + 1)
     path = None
@@ -69,7 +69,7 @@ def proxy_train(
         if saved is not None:
             state = _restore(saved, model, optimizer, gens)
     history = [EpochStats(**h) for h in state["history"]]
-    train, holdout = _to_device(cache.train, device), _to_device(cache.holdout, device)
+    train, holdout = to_device(cache.train, device), to_device(cache.holdout, device)
     step_fn = _train_step(model, optimizer, schedule, cuda)
     normalize = Normalizer(device, schedule.channels_last)
     status, epoch = state["status"], state["epoch"]
@@ -95,7 +95,7 @@ def proxy_train(
     return _result(history, epoch, status, previous_seconds + time.perf_counter() - started, path)
 
 
-def _build_model(spec: Any, num_classes: int, resolution: int, schedule: Schedule) -> nn.Module:
+def build_proxy_model(spec: Any, num_classes: int, resolution: int, schedule: Schedule) -> nn.Module:
     """The proxy network, initialised from the schedule's seed without touching the caller's RNG."""
     import search_space  # deferred: trainer must import without the model zoo for cache-only work
 
@@ -104,7 +104,7 @@ def _build_model(spec: Any, num_classes: int, resolution: int, schedule: Schedul
         return search_space.build_model(spec, num_classes, width_mult=schedule.width_mult, input_size=resolution)
 
 
-def _optimizer(model: nn.Module, schedule: Schedule) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, schedule: Schedule) -> torch.optim.Optimizer:
     """Nesterov SGD; weight decay on weights only (norm scales and biases are ndim <= 1)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
@@ -114,7 +114,7 @@ def _optimizer(model: nn.Module, schedule: Schedule) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=schedule.lr, momentum=schedule.momentum, nesterov=True)
 
 
-def _to_device(split: CachedSplit, device: torch.device) -> CachedSplit:
+def to_device(split: CachedSplit, device: torch.device) -> CachedSplit:
     """The split as tensors: on a GPU when it fits comfortably, else in (pinned) host memory."""
     images = torch.from_numpy(np.array(split.images))  # read the memory map once, into RAM
     labels = torch.from_numpy(np.asarray(split.labels))

@@ -13,6 +13,7 @@ import torch
 from search_space import ArchSpec
 from trainer import DataError, ProxyResult, Schedule, SubsetSpec, proxy_train, score_on_val, write_digits_tree
 from trainer.augment import Normalizer, crop_params
+from trainer.loop import build_optimizer
 
 SPEC = ArchSpec(backbone="resnet18")
 # small and fast: a quarter-width ResNet-18 at 32 px, 40 training images per class
@@ -158,10 +159,8 @@ def test_schedule_warms_up_then_decays_to_zero_and_round_trips():
 
 
 def test_norms_and_biases_get_no_weight_decay():
-    from trainer.loop import _optimizer
-
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
-    decayed, plain = _optimizer(model, Schedule(weight_decay=1e-4)).param_groups
+    decayed, plain = build_optimizer(model, Schedule(weight_decay=1e-4)).param_groups
     assert decayed["weight_decay"] == 1e-4 and all(p.ndim > 1 for p in decayed["params"])
     assert plain["weight_decay"] == 0.0 and len(plain["params"]) == 4  # conv bias, bn weight+bias, fc bias
     assert decayed["nesterov"] is True
