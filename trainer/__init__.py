@@ -2,26 +2,30 @@
 
 from trainer.builtin import BUILTIN, dataset_root
 from trainer.cache import Cache, load_cache
+from trainer.checkpoint import CheckpointError
 from trainer.devices import DEVICES, DeviceError, resolve_device
 from trainer.digits import write_digits_tree
 from trainer.fashion import write_fashion_tree
 from trainer.final import ValResult, score_on_val, val_items
 from trainer.loop import proxy_train
 from trainer.schedule import EpochStats, ProxyResult, Schedule, ScheduleError
-from trainer.subsets import DataError, SubsetSpec, default_cache_dir, split_subset
+from trainer.subsets import DataError, SubsetCheck, SubsetSpec, check_subset, default_cache_dir, split_subset
 
 __all__ = [
     "BUILTIN",
     "DEVICES",
     "Cache",
+    "CheckpointError",
     "DataError",
     "DeviceError",
     "EpochStats",
     "ProxyResult",
     "Schedule",
     "ScheduleError",
+    "SubsetCheck",
     "SubsetSpec",
     "ValResult",
+    "check_subset",
     "dataset_root",
     "default_cache_dir",
     "load_cache",

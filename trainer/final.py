@@ -8,6 +8,7 @@ square), labelled in the training subset's class order, and not cached: a final 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,13 +16,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from trainer.augment import Normalizer
-from trainer.cache import CachedSplit, _decode_into
+from trainer.cache import CachedSplit, decode_into, storage_errors, sweep_dead_builders, temp_folder
 from trainer.checkpoint import load_checkpoint
-from trainer.loop import _build_model, _to_device, evaluate
+from trainer.loop import build_proxy_model, evaluate, to_device
 from trainer.schedule import Schedule
 from trainer.subsets import DataError, SubsetSpec, class_files, split_dir, split_subset
+
+VAL_SCRATCH = "attnas-val"  # the temporary folder's name in $TMPDIR (see `decode_val`)
 
 
 @dataclass(frozen=True)
@@ -68,21 +72,33 @@ def score_on_val(
     classes = split_subset(subset).classes  # lists train/ once: on ImageNet that is a large directory walk
     items = val_items(subset, classes)
     device = torch.device(device)
-    model = _build_model(spec, len(classes), subset.resolution, schedule)
+    model = build_proxy_model(spec, len(classes), subset.resolution, schedule)
     model.load_state_dict(saved["model"])
     model = model.to(device)
     if schedule.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    from tqdm import tqdm
-
-    with tempfile.TemporaryDirectory(prefix="attnas-val-") as tmp:
-        target = Path(tmp) / "val_images.npy"
-        with tqdm(total=len(items), desc="decoding val/", unit="img", disable=not progress) as bar:
-            errors = _decode_into(target, [p for p, _ in items], subset.resolution, bar, None)
-        images = np.load(target)
+    images, errors = decode_val(items, subset.resolution, progress)
     labels = np.array([y for (_, y), err in zip(items, errors, strict=True) if err is None], dtype=np.int64)
-    split = _to_device(CachedSplit(images, labels), device)
+    split = to_device(CachedSplit(images, labels), device)
     amp = device.type == "cuda" and schedule.amp
     top1, top5 = evaluate(model, split, Normalizer(device, schedule.channels_last), amp)
     skipped = tuple(p for (p, _), err in zip(items, errors, strict=True) if err)
     return ValResult(top1, top5, len(labels), skipped)
+
+
+def decode_val(items: list[tuple[str, int]], resolution: int, progress: bool) -> tuple[np.ndarray, list[str | None]]:
+    """The val images in RAM (decoded through a temporary memory map in $TMPDIR) and each file's error.
+
+    The temporary folder is named for this process, so one left by a killed run is swept by the next.
+    """
+    scratch = Path(tempfile.gettempdir())
+    sweep_dead_builders(scratch, VAL_SCRATCH)
+    tmp = temp_folder(scratch / VAL_SCRATCH)
+    try:
+        with storage_errors(tmp, "$TMPDIR"):
+            tmp.mkdir()
+            with tqdm(total=len(items), desc="decoding val/", unit="img", disable=not progress) as bar:
+                errors = decode_into(tmp / "val_images.npy", [p for p, _ in items], resolution, bar, None)
+            return np.load(tmp / "val_images.npy"), errors
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -6,14 +6,18 @@ architectures by their `val/` accuracy would leave no honest number to report at
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 #: Suffixes torchvision's ImageFolder accepts; anything else in a class folder is ignored.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -22,6 +26,26 @@ NAMED_LISTS = ("imagenet100", "imagenette", "imagewoof")
 
 class DataError(ValueError):
     """Data that cannot be used as asked; the one-line message names the problem and the fix."""
+
+
+_WRITE_REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+}
+
+
+def write_failure(path: str | Path, exc: OSError, setting: str) -> str:
+    """One wording for every failed write in the trainer (cache, checkpoints): the path, why, and the fix.
+
+    `setting` names what the user changes to write elsewhere, e.g. "$ATTNAS_CACHE (or cache_dir=)".
+    """
+    reason = _WRITE_REASONS.get(exc.errno or 0) or exc.strerror or type(exc).__name__
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    fix = "free some space" if full else "make it writable"
+    return f"cannot write {path}: {reason}; {fix} or point {setting} at another folder"
 
 
 def default_cache_dir() -> Path:
@@ -185,6 +209,7 @@ def split_subset(subset: SubsetSpec) -> Split:
     available = sorted(e.name for e in os.scandir(train_dir) if e.is_dir() and not e.name.startswith("."))
     wanted = resolve_classes(subset, available)
     classes, empty, train, holdout = [], [], [], []
+    short: dict[str, int] = {}  # classes with fewer than train_per_class images left after the held-out ones
     for wnid in wanted:
         names = class_files(train_dir / wnid)
         if not names:
@@ -195,6 +220,8 @@ def split_subset(subset: SubsetSpec) -> Split:
                 f"holdout_per_class: class {wnid!r} has only {len(names)} images; "
                 f"ask for fewer than {len(names)} held-out images per class"
             )
+        if subset.train_per_class is not None and len(names) - subset.holdout_per_class < subset.train_per_class:
+            short[wnid] = len(names) - subset.holdout_per_class
         random.Random(f"{subset.seed}:{wnid}").shuffle(names)
         label = len(classes)
         classes.append(wnid)
@@ -203,5 +230,63 @@ def split_subset(subset: SubsetSpec) -> Split:
         holdout += [(f"train/{wnid}/{n}", label) for n in names[:cut]]
         train += [(f"train/{wnid}/{n}", label) for n in names[cut:end]]
     if len(classes) < 2:
-        raise DataError(f"classes: only {len(classes)} class(es) with images under train/; a subset needs 2+")
+        raise DataError(
+            f"classes: {len(classes)} class(es) with images under {train_dir}; accuracy over one class cannot "
+            "rank architectures, so a subset needs at least 2 class folders with images"
+        )
+    if short:
+        wnid = min(short, key=short.__getitem__)
+        raise DataError(
+            f"train_per_class: {subset.train_per_class} asked, but class {wnid!r} has only {short[wnid]} images "
+            f"left after {subset.holdout_per_class} held out ({len(short)} class(es) short); "
+            f"ask for at most {short[wnid]}, or null to train on all"
+        )
     return Split(tuple(classes), tuple(train), tuple(holdout), tuple(empty))
+
+
+@dataclass(frozen=True)
+class SubsetCheck:
+    """What `check_subset` found: the classes in label order, the split's sizes, and how many files it decoded."""
+
+    root: str
+    classes: tuple[str, ...]
+    train_images: int
+    holdout_images: int
+    empty_classes: tuple[str, ...]
+    images_checked: int
+
+
+def check_subset(subset: SubsetSpec) -> SubsetCheck:
+    """Every check training makes, before anything is created: raise the one-line `DataError` a trial would.
+
+    The split (root, train/, classes, 2+ classes, hold-out and train counts) is the one training uses; on
+    top, the first and last file of each class (sorted) are decoded at 1/8 scale (JPEG DCT scaling), which
+    catches a broken or half-copied tree in a few ms a class, in threads. The full check stays in the cache
+    build, which skips and lists every unreadable file.
+    """
+    split = split_subset(subset)
+    root = Path(subset.root).expanduser()
+    by_class: dict[int, list[str]] = {}
+    for path, label in split.train + split.holdout:
+        by_class.setdefault(label, []).append(path)
+    sample = sorted({p for paths in by_class.values() for p in (min(paths), max(paths))})
+    with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL; NFS waits overlap
+        problems = list(pool.map(lambda p: unreadable(root / p), sample))
+    for path, problem in zip(sample, problems, strict=True):
+        if problem:
+            raise DataError(
+                f"image {root / path} cannot be read ({problem}); replace or delete it, "
+                "or re-copy the dataset if files were cut short"
+            )
+    return SubsetCheck(str(root), split.classes, len(split.train), len(split.holdout), split.empty_classes, len(sample))
+
+
+def unreadable(path: Path) -> str | None:
+    """Why `path` does not decode as an image, or None: a reduced-size decode reads every compressed byte."""
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (1, 1))  # JPEG: decode at 1/8 scale straight from the DCT, the cheapest full read
+            im.load()
+    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, ValueError) for broken files
+        return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+    return None

@@ -1,7 +1,10 @@
-"""Trainer test fixtures: small ImageFolder trees (`write_tree`) and files with known defects (`corrupt`)."""
+"""Trainer test fixtures: small ImageFolder trees (`write_tree`), files with known defects (`corrupt`) and
+small real file systems that fill up (`small_tmpfs`, root only)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +40,29 @@ def write_tree():
 def corrupt():
     """_corrupt(path, "truncate" | "garbage")."""
     return _corrupt
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """small_tmpfs(size="2m", options="") -> a freshly mounted tmpfs folder, unmounted after the test.
+
+    A real full disk (ENOSPC) or read-only one (options="ro") for the failure tests; skipped unless root
+    and the kernel lets this container mount.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs to fill it needs root")
+    mounted: list[Path] = []
+
+    def mount(size: str = "2m", options: str = "") -> Path:
+        folder = tmp_path / f"tmpfs{len(mounted)}"
+        folder.mkdir()
+        opts = f"size={size}" + (f",{options}" if options else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
