@@ -240,8 +240,8 @@ def front_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {"name": r["spec_name"] or f"trial {r['number']}", "top-1": f"{r['top1']:.4f}",
          "± se": "" if r.get("se") is None else f"{r['se']:.4f}", "GFLOPs": f"{r['gflops']:.3f}",
-         "params (M)": "" if r["params_m"] is None else f"{r['params_m']:.2f}", "trial": r["number"],
-         "within noise of": ", ".join(f"#{n}" for n in r.get("within_noise_of") or ())}
+         "params (M)": "" if r["params_m"] is None else f"{r['params_m']:.2f}",
+         "within noise of": ", ".join(f"#{n}" for n in r.get("within_noise_of") or ()), "trial": r["number"]}
         for r in data["front"]
     ]
 
