@@ -23,7 +23,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from trainer.checkpoint import FILE as CHECKPOINT
 from . import queue, stopping, tracking
 from . import storage as st
 from .config import StudyConfig, StudyError
+from .fidelity import dedup_key, trial_seed
 from .goals import mark_ineligible
 from .liveness import Liveness, for_storage, retry
 from .queue import RECORD
@@ -188,7 +189,8 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
         cost = ctx.measure(spec, ctx.config.objectives.resolution)
         record.update(fresh_record(spec, cost))
         hooks.on_start(trial.number, spec.name)
-        owner = queue.take(ctx.info, ctx.storage, study, spec.id, trial)
+        seed = trial_seed(study, ctx.storage.get_trial(trial._trial_id))  # a fidelity trial's own seed, else None
+        owner = queue.take(ctx.info, ctx.storage, study, dedup_key(spec.id, seed), trial)
         if owner is not None:
             record.update(_reuse(ctx, study, trial, record, owner))
         else:
@@ -196,7 +198,7 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
             goals.constrain(trial, cost.gflops)
             trial.set_user_attr(RECORD, record)
             if goals.feasible(cost.gflops):
-                record.update(_train(ctx, trial, spec, record, hooks))
+                record.update(_train(ctx, trial, spec, record, hooks, seed))
             else:
                 record["outcome"] = "over_budget"
             _tell(ctx, study, trial, record)
@@ -238,9 +240,10 @@ def _reuse(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[
     return final
 
 
-def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, Any], hooks: Hooks) -> dict[str, Any]:
+def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, Any], hooks: Hooks,
+           seed: int | None = None) -> dict[str, Any]:
     """Proxy-train in the run folder (resuming a checkpoint there); store the spec and final checkpoint."""
-    config = ctx.config
+    config = ctx.config if seed is None else replace(ctx.config, schedule=replace(ctx.config.schedule, seed=seed))
     run = tracking.open_run(
         project=config.wandb.project, mode=config.wandb.mode, group=config.name, name=spec.name,
         config={"spec": spec.to_dict(), "spec_id": spec.id, "trial": trial.number,
