@@ -121,8 +121,12 @@ def tmpfs(tmp_path: Path):
         return where
 
     yield mount
+    import gc
+
+    gc.collect()  # SQLite connections of the test's storages still hold files open on the mount
     for where in mounted:
-        subprocess.run(["umount", str(where)], check=False)
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], check=False)  # detach now, freed when the last file closes
 
 
 def fill(disk: Path) -> Path:
@@ -150,7 +154,8 @@ def one_line(exc: pytest.ExceptionInfo, *needles: str) -> str:
 def test_sqlite_on_a_full_disk_names_the_file_and_says_disk_full(tmpfs) -> None:
     disk = tmpfs("full", "size=1m")
     path = disk / "s.db"
-    study = optuna.create_study(study_name="s", storage=st.open_storage(st.parse(str(path))))
+    storage = st.open_storage(st.parse(str(path)))
+    study = optuna.create_study(study_name="s", storage=storage)
     filler = fill(disk)
 
     with pytest.raises(StudyError) as exc:  # during a study: Optuna alone says "... exceeding max length"
@@ -163,7 +168,10 @@ def test_sqlite_on_a_full_disk_names_the_file_and_says_disk_full(tmpfs) -> None:
         st.open_storage(st.parse(str(other)))
     one_line(exc, str(other), "disk full")
     filler.unlink()
-    assert optuna.load_study(study_name="s", storage=st.open_storage(st.parse(str(path)))).study_name == "s"
+    again = st.open_storage(st.parse(str(path)))
+    assert optuna.load_study(study_name="s", storage=again).study_name == "s"
+    for each in (storage, again):
+        each.engine.dispose()  # type: ignore[attr-defined]
 
 
 def test_sqlite_and_journal_on_a_read_only_disk_are_one_line(tmpfs) -> None:
