@@ -66,7 +66,7 @@ def lock(info: StorageInfo, storage: Any, name: str) -> Iterator[None]:
     elif info.url.startswith("postgresql"):
         from sqlalchemy import text
 
-        with storage.engine.connect() as conn:
+        with lock_engine(storage).connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": "attnas:" + name})
             try:
                 yield
@@ -74,6 +74,23 @@ def lock(info: StorageInfo, storage: Any, name: str) -> Iterator[None]:
                 conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": "attnas:" + name})
     else:
         yield
+
+
+_LOCK_ENGINES: dict[int, Any] = {}
+
+
+def lock_engine(storage: Any) -> Any:
+    """One pooled connection per process for advisory locks, apart from the storage's own small pool.
+
+    Taking it from the storage's pool (1 + 2 overflow) would open and close an overflow connection on every
+    lock, ~20 ms each on PostgreSQL; a worker holds two connections instead of one.
+    """
+    if id(storage) not in _LOCK_ENGINES:
+        from sqlalchemy import create_engine
+
+        _LOCK_ENGINES[id(storage)] = create_engine(storage.engine.url, pool_size=1, max_overflow=0,
+                                                   pool_pre_ping=True)
+    return _LOCK_ENGINES[id(storage)]
 
 
 def study_id(storage: Any, study: optuna.Study) -> int:
