@@ -40,8 +40,8 @@ class StorageInfo:
 
 
 def default_storage(config: StudyConfig) -> str:
-    """A local SQLite file under ./.attnas, so a first search needs no setup at all."""
-    return f"sqlite:///.attnas/{config.name}.db"
+    """A local SQLite file in the study's own folder .attnas/<name>/, so a first search needs no setup at all."""
+    return f"sqlite:///.attnas/{config.name}/study.db"
 
 
 def parse(url: str) -> StorageInfo:

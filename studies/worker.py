@@ -92,12 +92,9 @@ class WorkerStats:
 def context(config: StudyConfig) -> Context:
     """Check everything that can fail before a study is touched (data, device, storage URL) and open it."""
     info = st.resolve(config)
+    device = trainer.resolve_device(config.device, f"study file {config.source or ''} `device`")
     subset = config.data.subset()
-    device = config.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    trainer.check_subset(subset)  # every data check training would make, before any storage exists
     storage = st.open_storage(info)
     return Context(config, info, storage, for_storage(info, storage), subset, device,
                    st.artifact_dir(config, info), config.folder / "runs")

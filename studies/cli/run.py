@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from .. import config as cfg
 from .. import storage as st
 from ..config import StudyError
-from .app import NoWandb, Storage, Trials, _config, app, err, out
+from .app import NoWandb, Storage, Trials, _config, app, err, out, require_success
 from .read import _front_table
 
 
@@ -58,6 +58,7 @@ def search(study_file: Path, trials: Trials = None, storage: Storage = None, no_
     path = report or config.folder / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     out.print(f"report: {write_report(study, path)}")
+    require_success(study)
 
 
 def _work(config: cfg.StudyConfig) -> Any:

@@ -132,6 +132,26 @@ def test_killed_worker_costs_a_retry_not_a_trial(storage_url: str, tiny_study, c
 
 
 @pytest.mark.slow
+def test_a_worker_stopped_past_the_grace_costs_a_retry_and_its_late_result_is_dropped(
+        tmp_path: Path, tiny_study, attnas_popen) -> None:
+    """SIGSTOP (a frozen node, a swapped-out job): its trial is failed and retried by a live worker; when the
+    frozen worker wakes up its late tell is refused and it carries on, so the study still ends with N."""
+    url, name = f"journal://{tmp_path}/stop.log", f"stop-{uuid.uuid4().hex[:8]}"
+    path = tiny_study(url, trials=3, epochs=3, name=name)
+    frozen = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
+    stopped = _signal_mid_trial(frozen, url, name, signal.SIGSTOP)
+    try:
+        _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)])
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    _finish([frozen])
+    trials = _check_exact(_open(url, name), 3)
+    assert trials[stopped].state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == stopped]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+
+
+@pytest.mark.slow
 def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(tiny_study, tmp_path: Path, attnas_popen) -> None:
     url = f"sqlite:///{tmp_path}/ctrl-c.db"
     path = tiny_study(url, trials=3, epochs=3, name="ctrl-c")
