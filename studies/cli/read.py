@@ -83,15 +83,23 @@ def front(study_file: StudyFile = None, storage: Storage = None, study: StudyNam
 
 def front_table(study: Any) -> None:
     """Print the study's Pareto front as a table (also what `attnas search` ends with)."""
+    from ..fidelity import study_front_noise
     from ..records import objectives_of, pareto_front, records
 
+    noise = study_front_noise(study)  # seeds' standard error, else the held-out set's binomial error
     table = Table(title=f"Pareto front of {study.study_name}")
-    for column in ("name", "top-1", "GFLOPs", "params (M)", "trial"):
-        table.add_column(column, justify="left" if column == "name" else "right")
+    for column in ("name", "top-1", "± (pts)", "GFLOPs", "params (M)", "within noise of", "trial"):
+        table.add_column(column, justify="left" if column in ("name", "within noise of") else "right")
     for r in pareto_front(records(study), objectives_of(study)):
-        table.add_row(r.name, f"{100 * (r.top1 or 0):.1f}%", f"{r.gflops:.3f}",
-                      f"{r.params_m:.2f}" if r.params_m is not None else "-", str(r.number))
+        se = noise["se"].get(r.number)
+        ties = ", ".join(f"#{n}" for n in noise["ties"].get(r.number, []))
+        table.add_row(r.name, f"{100 * (r.top1 or 0):.1f}%", "-" if se is None else f"{100 * se:.1f}",
+                      f"{r.gflops:.3f}", f"{r.params_m:.2f}" if r.params_m is not None else "-", ties or "-",
+                      str(r.number))
     out.print(table)
+    if any(noise["ties"].values()):
+        out.print(f"'within noise of': top-1 differences under 1.96 standard errors ({noise['source']}); "
+                  "`attnas fidelity` retrains the front with seeds to tell them apart")
 
 
 _front_table = front_table  # the name studies/cli/run.py imported before front_table was public
