@@ -102,8 +102,6 @@ def front_table(study: Any) -> None:
                   "`attnas fidelity` retrains the front with seeds to tell them apart")
 
 
-_front_table = front_table  # the name studies/cli/run.py imported before front_table was public
-
 
 @app.command()
 def pick(study_file: StudyFile = None, storage: Storage = None, study: StudyName = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ from .. import config as cfg
 from .. import storage as st
 from ..config import StudyError
 from .app import NoWandb, Storage, Trials, _config, app, err, out, require_success
-from .read import _front_table
+from .read import front_table
 
 
 @app.command()
@@ -30,12 +31,12 @@ def init(path: Annotated[Path, typer.Argument()] = Path("study.toml"),
 @app.command()
 def create(study_file: Path, trials: Trials = None, storage: Storage = None, no_wandb: NoWandb = False) -> None:
     """Create the study, or resume it (idempotent); refuses a changed search space or objectives."""
-    from ..results import counts
     from ..worker import start
 
     config = _config(study_file, trials, storage, no_wandb)
     _, study = start(config)
-    out.print(f"study {config.name!r} in {st.mask(st.resolve(config).url)}: {counts(study)}")
+    states = dict(Counter(t.state.name for t in study.get_trials(deepcopy=False)))
+    out.print(f"study {config.name!r} in {st.mask(st.resolve(config).url)}: {states}")
 
 
 @app.command()
@@ -54,7 +55,7 @@ def search(study_file: Path, trials: Trials = None, storage: Storage = None, no_
 
     config = _config(study_file, trials, storage, no_wandb)
     study = _work(config)
-    _front_table(study)
+    front_table(study)
     path = report or config.folder / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     out.print(f"report: {write_report(study, path)}")

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from studies.config import read_file
 from studies.liveness import HEARTBEAT_ATTR
-from studies.results import front_rows
+from studies.records import objectives_of, pareto_front, records
 from studies.worker import start, work
 
 
@@ -62,7 +62,7 @@ def test_over_budget_is_recorded_infeasible_and_never_trained(tiny_study, monkey
         assert record["outcome"] == "over_budget" and record["top1"] is None and record["epochs"] == 0
         assert t.system_attrs["constraints:gflops_budget"] == pytest.approx(t.values[1] - 0.01)
         assert t.system_attrs["constraints"] == [-1.0, pytest.approx(t.values[1] - 0.01)]  # sorted by key
-    assert front_rows(study) == [] and study.metric_names == ["top1", "gflops"]
+    assert pareto_front(records(study), objectives_of(study)) == [] and study.metric_names == ["top1", "gflops"]
 
 
 def test_repeated_spec_is_reused_not_retrained_and_takes_no_slot(tiny_study, monkeypatch) -> None:
@@ -85,7 +85,7 @@ def test_repeated_spec_is_reused_not_retrained_and_takes_no_slot(tiny_study, mon
     assert first.user_attrs["attnas"]["curve"] == [first.values[0]]
     assert len(first.user_attrs["attnas"]["artifacts"]) == 2  # spec JSON + final checkpoint, as Optuna artifacts
     assert not list((config.folder / "runs").iterdir())  # the finished run's folder is gone (checkpoint stored)
-    assert len(front_rows(study)) <= 1
+    assert len(pareto_front(records(study), objectives_of(study))) <= 1
 
 
 def test_a_trial_whose_artifacts_cannot_be_stored_keeps_its_result(tiny_study, monkeypatch) -> None:
