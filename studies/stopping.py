@@ -49,7 +49,8 @@ Rung records in the study's storage (safe with N workers on PostgreSQL and journ
     after the read, so every seen record arrived earlier on one host) orders the records for display
     and replays records that carry no `seen` (built in memory, e.g. by a replay benchmark) against all
     earlier arrivals. Calling again for a (rung, trial) already recorded returns the stored decision.
-    A retried trial of the same architecture (`spec_id`) does not compete with its own earlier attempt.
+    A retried trial of the same run (`spec_id`: the worker's dedup key, i.e. the spec id, with ":seed<k>"
+    for a trial with its own seed) does not compete with its own earlier attempt.
 
 What to tell the sampler about a stopped trial (decided later from the replay benchmark)
     The worker has the stopped trial's rung epoch and top-1 (it passed them in; `stopped(records)` gives

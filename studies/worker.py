@@ -246,11 +246,9 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
         config={"spec": spec.to_dict(), "spec_id": spec.id, "trial": trial.number,
                 "data": ctx.subset.to_dict(), "schedule": config.schedule.to_dict()},
     )
-    first: list[int] = []
-    goes_on = _rung_rule(ctx, trial, spec, record["gflops"])
+    goes_on = _rung_rule(ctx, trial, dedup_key(spec.id, seed), record["gflops"])
 
     def on_epoch(stats: trainer.EpochStats) -> bool:
-        first[:] = first or [stats.epoch]
         run.log_epoch(stats.epoch, {k: v for k, v in stats.to_dict().items() if k != "epoch"})
         hooks.on_epoch(trial.number, stats)
         return goes_on(stats)
@@ -265,7 +263,7 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
     out: dict[str, Any] = {
         "outcome": {"ok": "trained", "stopped": "stopped"}.get(result.status, "diverged"),
         "top1": result.top1 if trained else None, "top5": result.top5 if trained else None, "epochs": result.epochs,
-        "start_epoch": first[0] - 1 if first else len(result.history),
+        "start_epoch": result.resumed_at,
         "curve": [h.top1 for h in result.history], "seconds": result.seconds,
     }
     run.finish({"status": out["outcome"], "top1": out["top1"], "gflops": record["gflops"],
@@ -304,12 +302,14 @@ def _tell(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[s
     study.tell(trial, ctx.config.objectives.values(record["top1"], record["gflops"], record["params"]))
 
 
-def _rung_rule(ctx: Context, trial: optuna.Trial, spec: ArchSpec,
+def _rung_rule(ctx: Context, trial: optuna.Trial, key: str,
                gflops: float) -> Callable[[trainer.EpochStats], bool]:
     """Per epoch: go on (True) or stop here (False), by MO-ASHA at its rungs; always True with kind "none".
 
-    A retry of a killed trial (a new trial number, the same spec) gets its earlier attempt's decision at a
-    rung that attempt reached, so being killed never changes whether a network is stopped.
+    `key` is the run's dedup key (spec id, and seed for a trial with its own seed): a retry of a killed
+    trial (a new trial number, the same key) gets its earlier attempt's decision at a rung that attempt
+    reached, so being killed never changes whether a network is stopped, while two seeds of one spec are
+    two runs judged on their own.
     """
     rule = ctx.config.early_stopping
     if rule.kind != "moasha":
@@ -320,11 +320,11 @@ def _rung_rule(ctx: Context, trial: optuna.Trial, spec: ArchSpec,
         if stats.epoch not in rungs:
             return True
         earlier = [r for r in stopping.rung_records(trial.study) if r.epoch == stats.epoch
-                   and r.spec_id == spec.id and r.trial != trial.number]
+                   and r.spec_id == key and r.trial != trial.number]
         if earlier:
             return earlier[0].continues
         return stopping.record_and_decide(trial.study, trial.number, stats.epoch, stats.top1, gflops,
-                                          eta=rule.eta, spec_id=spec.id)
+                                          eta=rule.eta, spec_id=key)
 
     return goes_on
 

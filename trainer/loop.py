@@ -11,6 +11,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,11 @@ def proxy_train(
 
     With `checkpoint_dir`, every epoch is checkpointed and a rerun resumes where the last one stopped
     (a finished run is returned as is). `on_epoch` runs after each epoch's checkpoint is written, so an
-    exception it raises (an Optuna prune, a preemption) loses no work. `on_epoch` returning False stops
-    training there (early stopping): status 'stopped', top-1/top-5 of that epoch, and the checkpoint says
-    so, so a rerun returns the stopped result instead of training on. A NaN/inf loss ends the run with
-    status 'diverged' instead of raising.
+    exception it raises (an Optuna prune, a preemption) loses no work; a resumed run calls it again for
+    the epoch its checkpoint ends at (at least once per epoch, never skipped by a kill in between).
+    `on_epoch` returning False stops training there (early stopping): status 'stopped', top-1/top-5 of
+    that epoch, and the checkpoint says so, so a rerun returns the stopped result instead of training on.
+    A NaN/inf loss ends the run with status 'diverged' instead of raising.
     """
     started = time.perf_counter()
     device = torch.device(device)
@@ -73,7 +75,14 @@ def proxy_train(
     step_fn = _train_step(model, optimizer, schedule, cuda)
     normalize = Normalizer(device, schedule.channels_last)
     status, epoch = state["status"], state["epoch"]
+    resumed_at = epoch
     previous_seconds = state["seconds"]
+    if on_epoch is not None and status == "ok" and history and epoch < schedule.epochs \
+            and on_epoch(history[-1]) is False:
+        # At least once per epoch: a kill between the checkpoint and the callback (say, a rung decision not
+        # yet recorded) would otherwise skip the callback for that epoch on resume.
+        status = "stopped"
+        save_checkpoint(path, _state(model, optimizer, gens, epoch, history, status, state["seconds"]))
     while status == "ok" and epoch < schedule.epochs:
         t0 = time.perf_counter()
         loss, images = _train_epoch(step_fn, train, normalize, schedule, epoch, gens, progress)
@@ -92,7 +101,8 @@ def proxy_train(
             status = "stopped"
             if path is not None:
                 save_checkpoint(path, _state(model, optimizer, gens, epoch, history, status, seconds))
-    return _result(history, epoch, status, previous_seconds + time.perf_counter() - started, path)
+    result = _result(history, epoch, status, previous_seconds + time.perf_counter() - started, path)
+    return replace(result, resumed_at=resumed_at)
 
 
 def build_proxy_model(spec: Any, num_classes: int, resolution: int, schedule: Schedule) -> nn.Module:

@@ -117,6 +117,7 @@ class ProxyResult:
     status: Status = "ok"
     checkpoint: str | None = None
     history: tuple[EpochStats, ...] = field(default_factory=tuple)
+    resumed_at: int = 0  # epochs its checkpoint already held when this call began (0: trained from scratch)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

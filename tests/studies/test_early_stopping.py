@@ -115,3 +115,30 @@ def test_a_stopped_run_is_not_trained_on_when_rerun(tmp_path: Path, attnas_cache
     again = trainer.proxy_train(spec, subset, schedule, on_epoch=lambda s: pytest.fail("trained on"),
                                 checkpoint_dir=tmp_path)
     assert (again.status, again.epochs, again.top1) == ("stopped", 2, first.top1)
+
+
+@pytest.mark.slow
+def test_a_kill_between_checkpoint_and_rung_decision_is_decided_on_resume(
+        tmp_path: Path, attnas_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker killed after epoch 2's checkpoint but before its callback ran (its rung record unwritten):
+    the rerun calls on_epoch for epoch 2 first, so the rung is judged, and a stop there holds."""
+    import trainer
+    from search_space import ArchSpec
+
+    monkeypatch.setenv("ATTNAS_CACHE", str(attnas_cache))
+    spec = ArchSpec.from_dict({"backbone": "resnet18",
+                               "stages": {s: {"kind": "none"} for s in ("c2", "c3", "c4", "c5")}})
+    subset = trainer.SubsetSpec(root=trainer.dataset_root("digits"), train_per_class=6, holdout_per_class=2,
+                                resolution=16)
+    schedule = trainer.Schedule(epochs=4, batch_size=32, width_mult=0.125, amp=False, channels_last=False)
+
+    def killed_at_2(stats):
+        if stats.epoch == 2:
+            raise KeyboardInterrupt  # stands for SIGKILL: the checkpoint of epoch 2 is on disk, nothing else
+    with pytest.raises(KeyboardInterrupt):
+        trainer.proxy_train(spec, subset, schedule, on_epoch=killed_at_2, checkpoint_dir=tmp_path)
+    seen: list[int] = []
+    again = trainer.proxy_train(spec, subset, schedule, on_epoch=lambda s: seen.append(s.epoch) or s.epoch < 2,
+                                checkpoint_dir=tmp_path)
+    assert (again.status, again.epochs, again.resumed_at, seen) == ("stopped", 2, 2, [2])
+    assert again.top1 == again.history[-1].top1
