@@ -85,7 +85,7 @@ class WandbConfig:
 
 @typed(frozen=True, config=FORBID)
 class EarlyStopping:
-    """Multi-objective early stopping (MO-ASHA: rungs at min_epochs * eta**k); parsed now, wired in later."""
+    """Multi-objective early stopping (MO-ASHA: rungs at min_epochs * eta**k; studies.stopping decides)."""
 
     kind: Literal["none", "moasha"] = "none"
     eta: int = Field(default=3, ge=2)
@@ -94,10 +94,17 @@ class EarlyStopping:
 
 @typed(frozen=True, config=FORBID)
 class Fidelity:
-    """Placeholder for the fidelity study settings (parsed only; nothing reads them yet)."""
+    """`[fidelity]`: how `attnas fidelity` retrains (studies.fidelity.settings).
 
-    epochs_factor: float = Field(default=1.0, gt=0)
-    seeds: int = Field(default=1, ge=1)
+    Every field defaults to None, "not given": flags override the file and studies.fidelity.DEFAULTS fill
+    what neither gives, so a section naming only `seeds` still retrains at 4x epochs.
+    """
+
+    extra: int | None = Field(default=None, ge=0)
+    seeds: int | None = Field(default=None, ge=1)
+    epochs_factor: float | None = Field(default=None, gt=0)
+    images_per_class: int | None = Field(default=None, ge=1)
+    resolution: int | None = Field(default=None, ge=8, le=1024)
 
 
 class StudyModel(BaseModel):

@@ -67,7 +67,11 @@ def test_sections_are_typed_values_with_their_defaults_in_one_place(tmp_path: Pa
     assert config.schedule == Schedule(epochs=3)
     assert config.data.spec() == SubsetSpec(root="digits", classes=("a", "b"))
     assert (config.early_stopping.kind, config.early_stopping.eta, config.early_stopping.min_epochs) == ("moasha", 3, 1)
-    assert (config.fidelity.seeds, config.fidelity.epochs_factor) == (2, 1.0)
+    assert (config.fidelity.seeds, config.fidelity.epochs_factor) == (2, None)
+    from studies.fidelity import settings
+
+    merged = settings(config, extra=None, seeds=None, epochs_factor=None)  # the file's seeds, DEFAULTS for the rest
+    assert (merged.seeds, merged.epochs_factor, merged.extra) == (2, 4.0, 8)
     assert read_file(example_path()).fidelity is None
     goals = config.objectives
     assert goals.names == ["top1", "gflops"]
