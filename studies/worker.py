@@ -239,8 +239,14 @@ def _reuse(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[
 
 def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, Any], hooks: Hooks,
            seed: int | None = None) -> dict[str, Any]:
-    """Proxy-train in the run folder (resuming a checkpoint there); store the spec and final checkpoint."""
-    config = ctx.config if seed is None else replace(ctx.config, schedule=replace(ctx.config.schedule, seed=seed))
+    """Proxy-train in the run folder (resuming a checkpoint there); store the spec and final checkpoint.
+
+    With `seeds = k` the k runs train one after another (trainer.train_seeds) and the record holds their
+    mean and each seed's top-1; MO-ASHA and the tracking run follow the first seed. A trial with its own
+    seed (a fidelity trial) is one run of that seed.
+    """
+    schedule = ctx.config.schedule if seed is None else replace(ctx.config.schedule, seed=seed, seeds=1)
+    config = replace(ctx.config, schedule=schedule)
     run = tracking.open_run(
         project=config.wandb.project, mode=config.wandb.mode, group=config.name, name=spec.name,
         config={"spec": spec.to_dict(), "spec_id": spec.id, "trial": trial.number,
@@ -254,8 +260,8 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
         return goes_on(stats)
 
     try:
-        result = ctx.train(spec, ctx.subset, config.schedule, ctx.device, on_epoch=on_epoch,
-                           checkpoint_dir=ctx.runs, progress=False)
+        result, runs = trainer.train_seeds(spec, ctx.subset, config.schedule, ctx.device, on_epoch=on_epoch,
+                                           train=ctx.train, checkpoint_dir=ctx.runs, progress=False)
     except BaseException as exc:  # a crash or Ctrl-C never leaves a dangling tracking run
         run.finish({"error": f"{type(exc).__name__}: {exc}"[:500]}, failed=True)
         raise
@@ -265,6 +271,7 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
         "top1": result.top1 if trained else None, "top5": result.top5 if trained else None, "epochs": result.epochs,
         "start_epoch": result.resumed_at,
         "curve": [h.top1 for h in result.history], "seconds": result.seconds,
+        **({"seeds": list(result.seed_top1)} if result.seed_top1 else {}),
     }
     run.finish({"status": out["outcome"], "top1": out["top1"], "gflops": record["gflops"],
                 "params": record["params"]})
@@ -276,7 +283,8 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
     except Exception as exc:  # the result stands; the checkpoint stays in the run folder
         out["error"] = f"could not store artifacts in {ctx.artifacts}: {type(exc).__name__}: {exc}".splitlines()[0]
         return out
-    shutil.rmtree(folder, ignore_errors=True)
+    for done in {folder, *(Path(r.checkpoint).parent for r in runs if r.checkpoint)}:
+        shutil.rmtree(done, ignore_errors=True)  # the first seed's checkpoint is stored; the others go
     return out
 
 

@@ -9,6 +9,7 @@ from trainer.fashion import write_fashion_tree
 from trainer.final import ValResult, score_on_val, val_items
 from trainer.loop import proxy_train
 from trainer.schedule import EpochStats, ProxyResult, Schedule, ScheduleError
+from trainer.seeds import mean_result, seed_schedules, train_seeds
 from trainer.subsets import DataError, SubsetCheck, SubsetSpec, check_subset, default_cache_dir, split_subset
 
 __all__ = [
@@ -29,10 +30,13 @@ __all__ = [
     "dataset_root",
     "default_cache_dir",
     "load_cache",
+    "mean_result",
     "proxy_train",
     "resolve_device",
     "score_on_val",
+    "seed_schedules",
     "split_subset",
+    "train_seeds",
     "val_items",
     "write_digits_tree",
     "write_fashion_tree",

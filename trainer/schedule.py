@@ -46,9 +46,11 @@ class Schedule:
     flip: bool = True
     amp: bool = True
     channels_last: bool = True
+    #: Runs per architecture, seeds `seed`, `seed`+1, ...; their mean is the result (trainer.train_seeds).
+    seeds: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "seeds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ScheduleError(f"{name}: {value!r} must be a whole number >= 1")
@@ -71,7 +73,12 @@ class Schedule:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """All fields, except `seeds` at its default 1: run keys (checkpoint folders) and study identities
+        written before `seeds` existed stay valid."""
+        data = asdict(self)
+        if self.seeds == 1:
+            del data["seeds"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schedule:
@@ -117,6 +124,7 @@ class ProxyResult:
     status: Status = "ok"
     checkpoint: str | None = None
     history: tuple[EpochStats, ...] = field(default_factory=tuple)
+    seed_top1: tuple[float, ...] = ()  # each seed's top-1 when this is the mean of several runs
     resumed_at: int = 0  # epochs its checkpoint already held when this call began (0: trained from scratch)
 
     def to_dict(self) -> dict[str, Any]:

@@ -199,3 +199,24 @@ def test_a_worker_dying_right_after_its_claim_costs_a_retry(kind, tiny_study, tm
     finally:
         if kind == "postgresql":
             optuna.delete_study(study_name=study.study_name, storage=ctx.storage)
+
+
+def test_seeds_k_averages_k_runs_and_the_front_gets_their_error(tiny_study, monkeypatch) -> None:
+    """`seeds = 2` in [schedule]: two runs (seeds 0 and 1) per architecture, the record holds their mean and
+    each seed's top-1, and `attnas front`'s noise uses the seeds' standard error instead of the binomial one."""
+    from studies.fidelity import front_noise
+
+    calls = _count_training(monkeypatch, forbid=False)
+    path = tiny_study(trials=2, epochs=1)
+    path.write_text(path.read_text().replace("batch_size = 32", "batch_size = 32\nseeds = 2"))
+    config = read_file(path)
+    assert config.schedule.seeds == 2
+    ctx, study = start(config)
+    assert work(ctx, study).failed == 0
+    trained = [r for r in records(study) if r.status.value == "trained"]
+    assert trained and len(calls) == 2 * len(trained)
+    for r in trained:
+        assert len(r.seeds) == 2 and r.top1 == pytest.approx(sum(r.seeds) / 2)
+    noise = front_noise(pareto_front(records(study), objectives_of(study)), 40)
+    assert noise["source"] == "seeds"
+    assert not list((ctx.runs).glob("*/*")), "every seed's run folder is cleaned up once stored"

@@ -189,3 +189,22 @@ def test_torch_compile_option_trains_the_same_network(digits, monkeypatch):
     assert counters["stats"]["unique_graphs"] > graphs  # dynamo really compiled the forward pass
     assert compiled.status == "ok"
     assert compiled.history[0].train_loss == pytest.approx(eager.history[0].train_loss, rel=0.02)
+
+
+def test_train_seeds_means_k_runs_and_stops_them_where_the_first_stopped(digits):
+    """Two seeds: each its own run (different top-1 curves), the mean is theirs; a stop at epoch 1 of the
+    first seed stops the second there too, so the mean compares like with like."""
+    from trainer import train_seeds
+
+    schedule = replace(QUICK, epochs=2, seeds=2)
+    mean, runs = train_seeds(SPEC, small(digits), schedule, cache_dir=digits[1])
+    assert runs[0].history[0].train_loss != runs[1].history[0].train_loss
+    assert mean.seed_top1 == (runs[0].top1, runs[1].top1)
+    assert mean.top1 == pytest.approx((runs[0].top1 + runs[1].top1) / 2)
+    assert [h.epoch for h in mean.history] == [1, 2]
+    assert mean.seconds == pytest.approx(runs[0].seconds + runs[1].seconds)
+    stopped, runs = train_seeds(SPEC, small(digits), schedule, cache_dir=digits[1], on_epoch=lambda s: False)
+    assert stopped.status == "stopped" and stopped.epochs == 1
+    assert [r.status for r in runs] == ["stopped", "stopped"] and [r.epochs for r in runs] == [1, 1]
+    # run keys made before `seeds` existed stay valid: the default is left out of the key
+    assert "seeds" not in Schedule().to_dict() and schedule.to_dict()["seeds"] == 2
