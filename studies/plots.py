@@ -17,6 +17,7 @@ from search_space.registry import kinds
 
 TRAINED, INFEASIBLE, FRONT, OVER_BUDGET = "#1f77b4", "#b0b0b0", "#d62728", "#7f7f7f"
 FIDELITY = "#e7298a"  # the proxy-vs-high-fidelity scatter (a colour no other figure uses)
+STOPPED, RUNG = "#8c8c8c", "#444444"  # stopped trials' curves (grey, dashed) and the rung lines (dark, dotted)
 PALETTE = ("#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 HOVER = "%{text}<br>top-1 %{y:.4f}<br>%{x:.3f} GFLOPs<extra></extra>"
 
@@ -88,6 +89,47 @@ def fidelity_figure(fidelity: dict[str, Any]) -> go.Figure:
         xaxis_title="proxy top-1", yaxis_title="high-fidelity mean top-1", height=460,
     )
     return figure
+
+
+def curves_figure(curves: dict[str, Any]) -> go.Figure:
+    """Top-1 per epoch: trained trials solid blue, stopped ones dashed grey ending in an x at their rung.
+
+    One trace per trial (hover names it), grouped in the legend by outcome so a click hides a group; the
+    rungs are dotted vertical lines, so a stopped curve visibly ends on one.
+    """
+    figure = go.Figure()
+    trained = [t for t in curves["trials"] if t["stopped_at"] is None]
+    stopped = [t for t in curves["trials"] if t["stopped_at"] is not None]
+    for group, name, line in ((trained, "trained to the end", {"color": TRAINED, "width": 1.5}),
+                              (stopped, "stopped at a rung", {"color": STOPPED, "width": 1.5, "dash": "dash"})):
+        for index, t in enumerate(group):
+            figure.add_trace(curve_trace(t, f"{name} ({len(group)})", line, show_legend=index == 0))
+    if stopped:
+        figure.add_trace(go.Scatter(
+            x=[t["epochs"][-1] for t in stopped], y=[t["top1"][-1] for t in stopped],
+            customdata=[t["number"] for t in stopped], text=[f"#{t['number']} {t['name']}" for t in stopped],
+            mode="markers", name="where it was stopped", legendgroup="stopped at a rung",
+            marker={"color": STOPPED, "size": 10, "symbol": "x"},
+            hovertemplate="%{text}<br>stopped at epoch %{x}, top-1 %{y:.4f}<extra></extra>",
+        ))
+    for epoch in curves["rungs"]:
+        figure.add_vline(x=epoch, line={"color": RUNG, "dash": "dot", "width": 1},
+                         annotation_text=f"rung {epoch}", annotation_position="top left")
+    figure.update_layout(title="Learning curves: proxy top-1 after each epoch (dotted: MO-ASHA rungs)", height=480,
+                         xaxis={"title": "epoch", "range": [0.5, max(curves["epochs"], 1) + 0.5]},
+                         yaxis_title="proxy top-1")
+    return figure
+
+
+def curve_trace(t: dict[str, Any], group: str, line: dict[str, Any], show_legend: bool) -> go.Scatter:
+    """One trial's curve in its outcome's legend group; only the group's first trace is listed, not every trial."""
+    return go.Scatter(
+        x=t["epochs"], y=t["top1"], customdata=[t["number"]] * len(t["epochs"]), mode="lines+markers", line=line,
+        marker={"color": line["color"], "size": 4},  # a one-epoch curve is a point, not nothing
+        name=group, legendgroup=group.split(" (")[0], showlegend=show_legend,
+        text=[f"#{t['number']} {t['name']}"] * len(t["epochs"]),
+        hovertemplate="%{text}<br>epoch %{x}<br>top-1 %{y:.4f}<extra></extra>",
+    )
 
 
 def over_budget_figure(data: dict[str, Any]) -> go.Figure:

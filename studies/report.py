@@ -7,11 +7,15 @@ that diverged, failed or were reused never count as a top-1 of 0. Front members 
 (`studies.fidelity.front_noise`: the seeds' standard error where they have seeds, else the held-out set's
 binomial error) and which other members they cannot be told apart from; a study measured by `attnas
 fidelity` gains its proxy-vs-high-fidelity section (the parent study's `attnas.fidelity` user attr).
+Trials MO-ASHA stopped (studies.stopping) never reach the front, so the learning-curves section is
+where they show: their top-1 per epoch up to the rung that stopped them, beside the trials trained to
+the end, with the rung epochs marked.
 """
 
 from __future__ import annotations
 
 import html
+import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +26,8 @@ import optuna
 
 from search_space.registry import kinds
 from search_space.spec import STAGES
-from studies import plots
+from studies import plots, stopping
+from studies.config import StudyConfig
 from studies.fidelity import STUDY_ATTR, front_noise, holdout_images
 from studies.records import (
     MAXIMISE,
@@ -59,16 +64,30 @@ def study_report_data(study: optuna.Study, budget: float | None = None) -> dict[
     if budget is None:
         budget = config.max_gflops if config is not None else None
     return report_data(records(study), objectives=objectives_of(study), study_name=study.study_name, budget=budget,
-                       holdout=holdout_images(config), fidelity=study.user_attrs.get(STUDY_ATTR))
+                       holdout=holdout_images(config), fidelity=study.user_attrs.get(STUDY_ATTR),
+                       rungs=configured_rungs(config), rung_records=stopping.rung_records(study),
+                       schedule_epochs=config.schedule.epochs if config is not None else None)
+
+
+def configured_rungs(config: StudyConfig | None) -> tuple[int, ...]:
+    """The rung epochs the study's file asks for: the same `Rungs` the workers stop trials at."""
+    if config is None or config.early_stopping.kind != "moasha":
+        return ()
+    rule = config.early_stopping
+    return stopping.Rungs(config.schedule.epochs, rule.eta, rule.min_epochs).levels
 
 
 def report_data(rs: Sequence[TrialRecord], objectives: Sequence[str] = ("top1", "gflops"), study_name: str = "",
                 budget: float | None = None, holdout: int | None = None,
-                fidelity: dict[str, Any] | None = None) -> dict[str, Any]:
+                fidelity: dict[str, Any] | None = None, rungs: Sequence[int] = (),
+                rung_records: Sequence[stopping.RungRecord] = (),
+                schedule_epochs: int | None = None) -> dict[str, Any]:
     """Everything the report shows, JSON-ready (records as `TrialRecord.to_dict()`).
 
     `holdout` is the held-out set's size (its binomial error marks single-run front members' noise);
-    `fidelity` is what `attnas fidelity` stored for the study, or None.
+    `fidelity` is what `attnas fidelity` stored for the study, or None. `rungs`, `rung_records` and
+    `schedule_epochs` place the learning curves: where MO-ASHA judges, where each stopped trial was
+    stopped, and how long a full run is.
     """
     objectives = tuple(objectives)
     front = pareto_front(rs, objectives)
@@ -98,6 +117,7 @@ def report_data(rs: Sequence[TrialRecord], objectives: Sequence[str] = ("top1", 
         "hypervolume": {"reference": list(reference), "history": history,
                         "final": history[-1]["hypervolume"] if history else 0.0},
         "fidelity": fidelity,
+        "curves": learning_curves(rs, rungs, rung_records, schedule_epochs),
     }
 
 
@@ -106,6 +126,53 @@ def point(r: TrialRecord, on_front: bool) -> dict[str, Any]:
     seed_se = stdev(r.seeds) / len(r.seeds) ** 0.5 if len(r.seeds) >= 2 else None
     return {"number": r.number, "name": r.name, "top1": r.top1, "gflops": r.gflops, "params_m": r.params_m,
             "feasible": r.feasible, "on_front": on_front, "seed_se": seed_se}
+
+
+def learning_curves(rs: Sequence[TrialRecord], rungs: Sequence[int], rung_records: Sequence[stopping.RungRecord],
+                    schedule_epochs: int | None) -> dict[str, Any]:
+    """Top-1 per epoch of the trained and stopped trials, the rung epochs, and how many stopped at each.
+
+    Without configured rungs (no stored study file, or early stopping switched off on resume) the epochs
+    that hold rung records are the rungs, so stops already made are still placed.
+    """
+    stops = stopping.stopped(rung_records)
+    shown = [r for r in rs if r.status in (Status.TRAINED, Status.STOPPED) and r.curve]
+    trials = [curve_row(r, stopped_at(r, stops)) for r in shown]
+    return {
+        "epochs": schedule_epochs or max((len(r.curve) for r in shown), default=0),
+        "rungs": list(rungs) or sorted({r.epoch for r in rung_records}),
+        "trials": trials,
+        "stopped": stop_counts([stopped_at(r, stops) for r in rs if r.status == Status.STOPPED]),
+    }
+
+
+def stopped_at(r: TrialRecord, stops: dict[int, stopping.RungRecord]) -> int | None:
+    """The rung epoch a stopped trial ended at (None for any other trial).
+
+    Its own rung record when it has one; a retried run takes its earlier attempt's decision and writes
+    none, so else the last epoch it trained, which is where the worker stopped it.
+    """
+    if r.status != Status.STOPPED:
+        return None
+    if r.number in stops:
+        return stops[r.number].epoch
+    return len(r.curve) or r.epochs or None
+
+
+def curve_row(r: TrialRecord, stop: int | None) -> dict[str, Any]:
+    """One trial's curve: epoch i holds the top-1 after it (history spans resumes, so epoch 1 is the first)."""
+    return {"number": r.number, "name": r.name, "status": r.status.value, "gflops": r.gflops,
+            "epochs": list(range(1, len(r.curve) + 1)),
+            "top1": [v if math.isfinite(v) else None for v in r.curve], "stopped_at": stop}
+
+
+def stop_counts(epochs: Sequence[int | None]) -> list[dict[str, Any]]:
+    """Stopped trials per rung epoch, earliest first; None (no record, no curve) counts last."""
+    tally: dict[int | None, int] = {}
+    for epoch in epochs:
+        tally[epoch] = tally.get(epoch, 0) + 1
+    order = sorted(tally, key=lambda e: (e is None, e or 0))
+    return [{"epoch": e, "trials": tally[e]} for e in order]
 
 
 def axes(trained: Sequence[TrialRecord]) -> dict[str, list[float] | None]:
@@ -206,7 +273,9 @@ def report_html(data: dict[str, Any]) -> str:
     head = f"<h1>{title}</h1>\n<p>{html.escape(summary_line(data))}</p>"
     if not data["points"]:
         body = "<p><b>No trained trials yet</b>: nothing to plot. Run the study, then rebuild this report.</p>"
-        return plots.page(title, [head, body, plots.table_html("Trials that did not train", data["not_trained"])])
+        sections = [head, body, plots.table_html("Trials that did not train", data["not_trained"]),
+                    curves_section(data["curves"], include_js=True)]
+        return plots.page(title, [s for s in sections if s])
     reference = data["hypervolume"]["reference"]
     sections = [
         head,
@@ -216,6 +285,7 @@ def report_html(data: dict[str, Any]) -> str:
         noise_note(data),
         fidelity_section(data["fidelity"]),
         plots.table_html("Trials that did not train", data["not_trained"]),
+        curves_section(data["curves"]),
         plots.figure_html(plots.hypervolume_figure(data["hypervolume"]["history"]), "hypervolume-plot"),
         f"<p>Hypervolume reference point: {html.escape(reference_text(data['objectives'], reference))} "
         "(0 for top-1, 1.1 × the largest trained value otherwise); only the front's trained trials count.</p>",
@@ -293,6 +363,30 @@ def fidelity_section(fidelity: dict[str, Any] | None) -> str:
         plots.figure_html(plots.fidelity_figure(fidelity), "fidelity-plot"),
         plots.table_html("Architectures retrained at the higher fidelity", rows),
     ])
+
+
+def curves_section(curves: dict[str, Any], include_js: bool = False) -> str:
+    """The learning curves with one line on the stops; nothing for a study with no curves yet."""
+    if not curves["trials"]:
+        return ""
+    return "\n".join([
+        "<h2 id='learning-curves'>Learning curves</h2>",
+        f"<p id='stopping-summary'>{html.escape(stopping_line(curves))}</p>",
+        plots.figure_html(plots.curves_figure(curves), "curves-plot", include_js=include_js),
+    ])
+
+
+def stopping_line(curves: dict[str, Any]) -> str:
+    """How many trials were stopped at which rung, in one sentence."""
+    rungs = f"rungs at epochs {', '.join(map(str, curves['rungs']))}" if curves["rungs"] else "no rungs"
+    full = f"{rungs}; a full run is {curves['epochs']} epochs"
+    stopped = curves["stopped"]
+    if not stopped:
+        return f"No trial was stopped early ({full})."
+    total = sum(s["trials"] for s in stopped)
+    where = ", ".join(f"{s['trials']} at " + (f"epoch {s['epoch']}" if s["epoch"] is not None else "an unknown rung")
+                      for s in stopped)
+    return f"{total} trial{'s' if total != 1 else ''} stopped early by MO-ASHA: {where} ({full})."
 
 
 def importance_section(data: dict[str, Any]) -> str:

@@ -13,13 +13,16 @@ import optuna
 import pytest
 
 from studies import plots
+from studies.config import from_dict
 from studies.constraints import set_constraints
 from studies.records import Status, pareto_front, records
-from studies.report import front_rows, report_data, study_report_data, write_report
+from studies.report import front_rows, report_data, report_html, study_report_data, write_report
+from studies.stopping import Rungs, record_and_decide, rung_records, stopped
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FRONT_RED, OVER_BUDGET_GREY = (214, 39, 40), (127, 127, 127)
+FULL, ETA = 9, 3  # MO-ASHA's rungs at epochs 1 and 3 of 9
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +34,48 @@ def study(synthetic) -> optuna.Study:
 @pytest.fixture(scope="module")
 def data(study: optuna.Study) -> dict:
     return study_report_data(study)
+
+
+def moasha_trial(study: optuna.Study, kinds: tuple[str, ...], gflops: float, curve: list[float], synthetic) -> None:
+    """Train `curve` epoch by epoch through the real MO-ASHA rule and record the trial as the worker does:
+    stopped at the first rung that says stop (told PRUNED, its curve ending there), else trained to the end."""
+    trial = study.ask()
+    rungs = Rungs(FULL, ETA)
+    done = next((e for e in range(1, len(curve) + 1)
+                 if e in rungs and not record_and_decide(study, trial.number, e, curve[e - 1], gflops, eta=ETA)),
+                len(curve))
+    outcome = "trained" if done == FULL else "stopped"
+    spec = synthetic.spec_of(kinds)
+    set_constraints(trial, {"gflops_budget": gflops - synthetic.budget,
+                            "front_eligible": -1.0 if outcome == "trained" else 1.0})
+    trial.set_user_attr("attnas", {
+        "spec": spec.to_dict(), "spec_id": spec.id, "spec_name": spec.name, "gflops": gflops, "params": 25_600_000,
+        "outcome": outcome, "top1": curve[done - 1], "top5": None, "epochs": done, "start_epoch": 0,
+        "curve": curve[:done], "seconds": 1.0, "reused_from": None, "error": None, "artifacts": [],
+    })
+    if outcome == "stopped":
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        study.tell(trial, [curve[-1], gflops])
+
+
+@pytest.fixture(scope="module")
+def moasha(synthetic, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, optuna.Study]:
+    """A moasha study on SQLite: #0-#2 train all 9 epochs (too few at the rungs to judge them), #3 is the
+    worst at rung 1 and #4 the best at rung 1 but dominated at rung 3, so MO-ASHA stops them there."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('moasha') / 'moasha.db'}"
+    study = synthetic.make_study([], storage=url, name="moasha")
+    config = {"name": "moasha", "schedule": {"epochs": FULL}, "early_stopping": {"kind": "moasha", "eta": ETA}}
+    study.set_user_attr("attnas.config", from_dict(config).to_dict())
+    for kinds, gflops, (first, last) in (
+        (("none", "se", "none", "none"), 4.2, (0.30, 0.62)),
+        (("se", "se", "gc", "none"), 4.6, (0.35, 0.66)),
+        (("none", "none", "gc", "none"), 4.5, (0.32, 0.60)),
+        (("gc", "none", "se", "se"), 4.9, (0.10, 0.50)),
+        (("se", "none", "none", "se"), 4.8, (0.40, 0.41)),
+    ):
+        moasha_trial(study, kinds, gflops, [round(float(v), 4) for v in np.linspace(first, last, FULL)], synthetic)
+    return url, study
 
 
 def test_front_and_points_are_trained_trials_only(study: optuna.Study, data: dict) -> None:
@@ -146,6 +191,49 @@ def test_empty_tiny_and_single_objective_studies_still_give_a_page(tmp_path: Pat
     assert 'id="pareto-plot"' in write_report(single, tmp_path / "single.html").read_text()
 
 
+def test_stopped_trials_curves_end_at_their_rung_beside_trained_ones(moasha: tuple[str, optuna.Study], attnas,
+                                                                     tmp_path: Path) -> None:
+    url, moasha_study = moasha
+    data = study_report_data(moasha_study)
+    curves = data["curves"]
+    assert curves["epochs"] == FULL and curves["rungs"] == list(Rungs(FULL, ETA, 1).levels) == [1, 3]
+    rows = {t["number"]: t for t in curves["trials"]}
+    assert set(rows) == {0, 1, 2, 3, 4}
+    stops = {n: r.epoch for n, r in stopped(rung_records(moasha_study)).items()}
+    assert stops == {3: 1, 4: 3} == {n: t["stopped_at"] for n, t in rows.items() if t["stopped_at"] is not None}
+    for number, rung in stops.items():  # a stopped curve ends at its rung, short of the schedule
+        assert rows[number]["status"] == "stopped" and rows[number]["epochs"] == list(range(1, rung + 1))
+        assert len(rows[number]["top1"]) == rung < FULL
+    for number in (0, 1, 2):
+        assert rows[number]["status"] == "trained" and rows[number]["epochs"] == list(range(1, FULL + 1))
+    assert curves["stopped"] == [{"epoch": 1, "trials": 1}, {"epoch": 3, "trials": 1}]
+    assert not {3, 4} & {r["number"] for r in data["front"]}  # never on the front
+
+    printed = attnas("report", "--storage", url, "--study", "moasha", "--json")
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout)["curves"] == json.loads(json.dumps(curves, allow_nan=False))
+
+    text = write_report(moasha_study, tmp_path / "moasha.html").read_text()
+    assert "<h2 id='learning-curves'>Learning curves</h2>" in text and 'id="curves-plot"' in text
+    assert ("2 trials stopped early by MO-ASHA: 1 at epoch 1, 1 at epoch 3 (rungs at epochs 1, 3; a full run "
+            "is 9 epochs).") in text
+    figure = plots.curves_figure(curves)
+    dashed = [t for t in figure.data if t.mode == "lines+markers" and t.line.dash == "dash"]
+    assert sorted(t.customdata[0] for t in dashed) == [3, 4]
+    assert [s.x0 for s in figure.layout.shapes] == [1, 3]  # the rung lines
+    only_stopped = report_html(report_data([r for r in records(moasha_study) if r.status == Status.STOPPED]))
+    assert "No trained trials yet" in only_stopped and 'id="curves-plot"' in only_stopped  # still drawn, with its js
+
+
+def test_the_curves_section_needs_curves(synthetic) -> None:
+    """Trained trials of the shared synthetic study have curves, no rungs; the mixed study's untrained ones none."""
+    curves = report_data(records(synthetic.make_study(synthetic.records(3), name="few")))["curves"]
+    assert curves["trials"] and curves["rungs"] == [] and curves["stopped"] == []
+    study = synthetic.make_study([r for r in synthetic.mixed() if r.outcome != "trained"], name="untrained")
+    data = report_data(records(study))
+    assert data["curves"]["trials"] == [] and "learning-curves" not in report_html(data)
+
+
 def chromium(page: Path, tmp_path: Path, *flags: str) -> str:
     """Run headless Chromium on `page` (offline, no GPU, fresh profile) and return its stdout."""
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
@@ -204,3 +292,15 @@ def test_report_in_headless_chromium_spans_trained_gflops_and_labels_bar_counts(
     empty = write_report(optuna.create_study(directions=["maximize", "minimize"]), tmp_path / "empty.html")
     chromium(empty, tmp_path, f"--screenshot={tmp_path / 'empty.png'}")
     assert colour_columns(tmp_path / "empty.png", FRONT_RED, plot_box).size == 0  # the check can fail
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (tests/install.sh installs it as root)")
+def test_learning_curves_render_in_headless_chromium(moasha: tuple[str, optuna.Study], tmp_path: Path) -> None:
+    _, study = moasha
+    curves = study_report_data(study)["curves"]
+    dom = chromium(write_report(study, tmp_path / "moasha.html"), tmp_path, "--dump-dom")
+    div = dom[dom.index('id="curves-plot"') : dom.index('id="hypervolume-plot"')]
+    assert len(re.findall(r'class="trace scatter', div)) == len(curves["trials"]) + 1  # + the stop markers
+    drawn = sum(len(t["epochs"]) for t in curves["trials"]) + sum(s["trials"] for s in curves["stopped"])
+    assert len(re.findall(r'class="point[ "]', div)) == drawn
+    assert re.findall(r'data-unformatted="(rung \d+)"', div) == ["rung 1", "rung 3"]
