@@ -6,6 +6,10 @@ space and the same constraints; training is replaced by a deterministic stub of 
 cost, so what is left is what each side does around a trial: attnas' claim, heartbeat, dedup index, trial attr,
 constraints, artifact upload and tell; Optuna's ask, constraints and tell.
 
+The two sides take turns, `--chunk` trials each (50 by default; attnas' slots are topped up between its
+turns, outside the timing), so a shared machine's drifting load and fsync latency fall on both alike; with
+`--chunk 0` all attnas trials run first, then all Optuna trials (how RESULTS.md's first figures were taken).
+
 Printed per storage: seconds per trial over trials 1-100, 400-500 and 900-1000 (those that exist), SQL
 statements per trial (SQLAlchemy `before_cursor_execute` events on the storage's engine; journal files have
 none), and the ratio attnas / Optuna. Run: `nice -n 15 .venv/bin/python benchmarks/study_overhead.py`
@@ -16,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import os
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,8 +37,8 @@ from sqlalchemy import event
 import objectives
 import trainer
 from search_space import ArchSpec, suggest
+from studies import queue, worker
 from studies import storage as st
-from studies import worker
 from studies.config import StudyConfig, from_dict
 from studies.constraints import set_constraints
 
@@ -85,18 +90,24 @@ class Statements:
         self.count += 1
 
 
-def run_attnas(config: StudyConfig) -> tuple[list[float], float, optuna.Study]:
-    """Per-trial seconds (trial ends, in order) and SQL statements per trial of attnas' worker loop."""
-    ctx, study = worker.start(config, join=True)
-    ctx = replace(ctx, measure=stub_cost, train=stub_train)
+def run_attnas(config: StudyConfig, turns: Iterator[int]) -> Iterator[tuple[list[float], float]]:
+    """attnas' worker loop, one turn of `next(turns)` slots per step: each step yields (per-trial seconds,
+    SQL statements) of that turn. Slots are queued before a turn (as `create` queues them), outside the timing."""
+    ctx, study = worker.start(replace(config, trials=0), join=True)
     sql = Statements(ctx.storage)
-    ends: list[float] = []
-    t0 = time.perf_counter()
-    worker.work(ctx, study, worker.Hooks(on_end=lambda n, r: ends.append(time.perf_counter())), poll_s=0.05)
-    return _durations(t0, ends), sql.count / max(1, len(ends)), study
+    target = 0
+    for n in turns:
+        target += n
+        ctx = replace(ctx, config=replace(config, trials=target), measure=stub_cost, train=stub_train)
+        queue.top_up(ctx.info, ctx.storage, study, target)
+        ends: list[float] = []
+        before = sql.count
+        t0 = time.perf_counter()
+        worker.work(ctx, study, worker.Hooks(on_end=stamp(ends)), poll_s=0.05)
+        yield _durations(t0, ends), sql.count - before
 
 
-def run_optuna(config: StudyConfig) -> tuple[list[float], float, optuna.Study]:
+def run_optuna(config: StudyConfig, turns: Iterator[int]) -> Iterator[tuple[list[float], float]]:
     """The same trials through `study.optimize` (ask, suggest, constraints, tell) on the same storage kind."""
     storage = st.open_storage(st.resolve(config))
     study = optuna.create_study(study_name=config.name, storage=storage, directions=config.objectives.directions,
@@ -111,10 +122,38 @@ def run_optuna(config: StudyConfig) -> tuple[list[float], float, optuna.Study]:
         top1 = stub_train(spec, None, config.schedule).top1 if goals.feasible(cost.gflops) else None
         return goals.values(top1, cost.gflops, cost.params)
 
-    ends: list[float] = []
-    t0 = time.perf_counter()
-    study.optimize(objective, n_trials=config.trials, callbacks=[lambda s, t: ends.append(time.perf_counter())])
-    return _durations(t0, ends), sql.count / max(1, len(ends)), study
+    for n in turns:
+        ends: list[float] = []
+        before = sql.count
+        t0 = time.perf_counter()
+        study.optimize(objective, n_trials=n, callbacks=[stamp(ends)])
+        yield _durations(t0, ends), sql.count - before
+
+
+def run_pair(kind: str, n: int, chunk: int, folder: Path, sampler: str) -> dict[str, tuple[list[float], float]]:
+    """Both sides on `kind`, taking turns of `chunk` trials (all of one side, then the other, with 0):
+    side -> (per-trial seconds, SQL statements per trial)."""
+    sizes = [n] if chunk <= 0 else [min(chunk, n - i) for i in range(0, n, chunk)]
+    configs = {}
+    for side in ("attnas", "optuna"):
+        name = f"overhead-{side}-{uuid.uuid4().hex[:6]}"
+        configs[side] = study_config(name, url_for(kind, folder, name), n, folder, sampler)
+    runs = {"attnas": run_attnas(configs["attnas"], iter(sizes)), "optuna": run_optuna(configs["optuna"], iter(sizes))}
+    seconds: dict[str, list[float]] = {"attnas": [], "optuna": []}
+    sql = dict.fromkeys(runs, 0.0)
+    for side, run in itertools.chain.from_iterable(runs.items() for _ in sizes):  # attnas, optuna, attnas, ...
+        took, statements = next(run)
+        seconds[side] += took
+        sql[side] += statements
+    if kind == "postgresql":
+        for config in configs.values():
+            optuna.delete_study(study_name=config.name, storage=st.open_storage(st.resolve(config)))
+    return {side: (seconds[side], sql[side] / max(1, len(seconds[side]))) for side in runs}
+
+
+def stamp(ends: list[float]) -> Callable[..., None]:
+    """A trial-end hook (worker.Hooks.on_end, an optimize callback) that appends the time to `ends`."""
+    return lambda *_: ends.append(time.perf_counter())
 
 
 def _durations(t0: float, ends: list[float]) -> list[float]:
@@ -138,21 +177,16 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=300, help="trials on PostgreSQL and journal")
     parser.add_argument("--sampler", default="random", help="random | tpe | nsga2 (the same on both sides)")
     parser.add_argument("--quick", action="store_true", help="30 trials each (a smoke run)")
+    parser.add_argument("--chunk", type=int, default=50, help="trials per turn (0: one side after the other)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder = Path(tempfile.mkdtemp(prefix="attnas-overhead-"))
     os.chdir(folder)  # the worker writes .attnas/<study>/runs/ under the working folder
-    print(f"sampler {args.sampler}; training and FLOP counting stubbed; folder {folder}")
+    print(f"sampler {args.sampler}; training and FLOP counting stubbed; turns of {args.chunk or 'all'} trials; "
+          f"folder {folder}")
     for kind in args.storages.split(","):
         n = 30 if args.quick else (args.sqlite_trials if kind == "sqlite" else args.trials)
-        results = {}
-        for side, run in (("attnas", run_attnas), ("optuna", run_optuna)):
-            name = f"overhead-{side}-{uuid.uuid4().hex[:6]}"
-            config = study_config(name, url_for(kind, folder, name), n, folder, args.sampler)
-            seconds, sql, _ = run(config)
-            results[side] = (seconds, sql)
-            if kind == "postgresql":
-                optuna.delete_study(study_name=name, storage=st.open_storage(st.resolve(config)))
+        results = run_pair(kind, n, args.chunk, folder, args.sampler)
         (a, a_sql), (o, o_sql) = results["attnas"], results["optuna"]
         wa, wo = windows(a), windows(o)
         if not wa:

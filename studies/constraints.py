@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
-from optuna.trial import FrozenTrial
+if TYPE_CHECKING:  # annotations only: studies.config imports this at CLI start
+    import optuna
+    from optuna.trial import FrozenTrial
 
 LEGACY_KEY = "constraints"
 PREFIX = f"{LEGACY_KEY}:"

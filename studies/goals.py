@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import TYPE_CHECKING
 
-import optuna
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as typed
 
 from .constraints import set_constraints
+
+if TYPE_CHECKING:
+    import optuna
 
 BUDGET = "gflops_budget"  # gflops - max_gflops (<= 0 feasible); -1.0 without a budget
 ELIGIBLE = "front_eligible"  # -1.0 while a trial may reach the front; +1.0 once it ended untrained
@@ -55,8 +58,10 @@ class Objectives:
 
     def name_metrics(self, study: optuna.Study) -> None:
         """Set the metric names on a study (once, at creation)."""
+        from optuna.exceptions import ExperimentalWarning  # lazy: studies.config is imported at CLI start
+
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", ExperimentalWarning)
             if study.metric_names != self.names:
                 study.set_metric_names(self.names)
 

@@ -12,6 +12,9 @@ node crash on shared disk all produce such a line. Here:
 - `SafeJournalBackend` appends under the same lock Optuna's default backend uses (a symlink `<file>.lock`,
   so plain Optuna processes on the same file stay safe) and never leaves a partial line: on a write error
   (ENOSPC, EIO, ...) the file is cut back to where the append began and the error is one line naming it.
+- `AttnasJournalStorage` (what `open_journal` returns) is Optuna's JournalStorage plus `exclusive()`: a block
+  that holds that lock, so a read-check-write in it is atomic across processes (studies.queue's dedup index)
+  and its attribute writes go out as one append (one lock, one fsync) instead of one each.
 
 The file format (one compact JSON object per line, each with an `op_code`) is Optuna's; tests/studies/
 test_journal.py pins it and the shared lock against the installed Optuna, so an upgrade that changes either
@@ -20,11 +23,13 @@ fails loudly there.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optuna.storages import JournalStorage
+from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalFileSymlinkLock
+from optuna.storages.journal._storage import JournalOperation, JournalStorageReplayResult
 
 from .config import StudyError
 
@@ -45,6 +51,10 @@ RECORD_START = b'{"op_code"'
 TAIL_CHUNK = 1 << 16
 #: The two public lock classes of Optuna's file backend (their common base class is not exported).
 Lock = JournalFileSymlinkLock | JournalFileOpenLock
+#: The records an `exclusive` block gathers into one append: attribute writes, which return nothing and whose
+#: replay is idempotent (a key set again to the same value).
+ATTR_OPS = frozenset({JournalOperation.SET_STUDY_USER_ATTR, JournalOperation.SET_STUDY_SYSTEM_ATTR,
+                      JournalOperation.SET_TRIAL_USER_ATTR, JournalOperation.SET_TRIAL_SYSTEM_ATTR})
 
 
 class JournalWriteError(StudyError):
@@ -116,12 +126,27 @@ class SafeJournalBackend(JournalFileBackend):
     def __init__(self, path: Path, lock: Lock | None = None) -> None:
         self.path = path
         self.lock = lock or lock_for(path)
+        self._holder: int | None = None  # the thread holding the lock through `holding`
         super().__init__(str(path), lock_obj=self.lock)
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Hold the journal's lock for a block; appends from this thread inside it do not take it again."""
+        me = threading.get_ident()
+        if self._holder == me:
+            yield
+            return
+        with locked(self.lock):
+            self._holder = me
+            try:
+                yield
+            finally:
+                self._holder = None
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         """Append records as Optuna does, under its lock; on a write error cut back to where this began."""
         data = ("\n".join(json.dumps(r, separators=(",", ":")) for r in logs) + "\n").encode("utf-8")
-        with locked(self.lock):
+        with self.holding():
             start = reject_torn_tail(self.path)
             try:
                 _append(self.path, data)
@@ -132,6 +157,86 @@ class SafeJournalBackend(JournalFileBackend):
                     f"journal {self.path}: {reason} while appending a record; the journal was cut back to its "
                     "last complete record, nothing else changed. Free space there and run the command again",
                     exc.errno) from None
+
+
+class AttnasJournalStorage(JournalStorage):
+    """Optuna's JournalStorage over a SafeJournalBackend, plus `exclusive()` (the file format stays Optuna's).
+
+    It relies on JournalStorage internals (`_thread_lock`, `_write_log`, `_sync_with_backend`,
+    `_replay_result`, and JournalOperation / JournalStorageReplayResult from optuna.storages.journal._storage);
+    tests/studies/test_journal.py pins the behaviour against the installed Optuna.
+    """
+
+    _backend: SafeJournalBackend
+
+    def __init__(self, backend: SafeJournalBackend) -> None:
+        super().__init__(backend)
+        self._thread_lock = threading.RLock()  # type: ignore[assignment]  # reads inside `exclusive` re-enter it
+        self._pending: list[dict[str, Any]] | None = None  # attribute records of the open `exclusive` block
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._thread_lock = threading.RLock()  # type: ignore[assignment]
+        self._pending = None
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """A block that holds the journal's lock (and this storage's thread lock) from start to end.
+
+        The replay is synced when the block starts, so it holds the whole journal and nothing else can be
+        appended until the block ends: a read-check-write in the block is atomic across processes. Attribute
+        writes in the block are applied to the replay at once (exactly what the sync after their append would
+        do, since no other record can land in between) and appended together, in order, when the block ends:
+        one lock and one fsync for all of them. Any other write in the block (a trial, a param, a state) is
+        appended at once, with the attribute writes before it. A kill -9 inside the block loses the attribute
+        writes not appended yet, as if it had come before them; if an append fails, the replay is rebuilt from
+        the file, so memory never holds what the file does not. Nested blocks join the outer one.
+        """
+        with self._thread_lock:
+            if self._pending is not None:
+                yield
+                return
+            with self._backend.holding():
+                self._pending = []
+                try:
+                    self._sync_with_backend()
+                    yield
+                finally:
+                    logs, self._pending = self._pending, None
+                    if logs:
+                        self._append(logs)
+                        self._sync_with_backend()
+
+    def _write_log(self, op_code: int, extra_fields: dict[str, Any]) -> None:
+        if self._pending is None:
+            super()._write_log(op_code, extra_fields)
+            return
+        log = {"op_code": op_code, "worker_id": self._replay_result.worker_id, **extra_fields}
+        if op_code not in ATTR_OPS:
+            logs, self._pending = [*self._pending, log], []
+            self._append(logs)
+            return
+        log = json.loads(json.dumps(log, separators=(",", ":")))  # what a replay of the file holds, no alias
+        try:
+            self._replay_result.apply_logs([log])  # raises as the sync would, e.g. on a finished trial
+        finally:
+            self._replay_result.log_number_read -= 1  # not in the file yet: the sync after the append reads it
+        self._pending.append(log)
+
+    def _append(self, logs: list[dict[str, Any]]) -> None:
+        """Append records whose attribute writes the replay already holds; on failure rebuild it from the file."""
+        try:
+            self._backend.append_logs(logs)
+        except BaseException:
+            self._replay_result = JournalStorageReplayResult(self._worker_id_prefix)
+            with contextlib.suppress(Exception):
+                self._sync_with_backend()
+            raise
+
+
+def exclusive(storage: BaseStorage) -> contextlib.AbstractContextManager[None]:
+    """`storage.exclusive()` on a journal file (see AttnasJournalStorage); a no-op block on other storages."""
+    return storage.exclusive() if isinstance(storage, AttnasJournalStorage) else contextlib.nullcontext()
 
 
 def _append(path: Path, data: bytes) -> None:
@@ -269,12 +374,12 @@ def inside_error(path: Path, number: int) -> StudyError:
                       f"stop its workers and run `attnas repair {path}` (it keeps a backup)")
 
 
-def open_journal(path: Path) -> JournalStorage:
-    """Optuna's JournalStorage over a healed file; unreadable lines inside it are one line naming them."""
+def open_journal(path: Path) -> AttnasJournalStorage:
+    """The journal's storage over a healed file; unreadable lines inside it are one line naming them."""
     backend = SafeJournalBackend(path)
     heal(path, backend.lock)
     try:
-        return JournalStorage(backend)
+        return AttnasJournalStorage(backend)
     except (ValueError, KeyError, TypeError):
         number = first_unreadable(path)
         if number is None:

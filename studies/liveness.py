@@ -6,11 +6,14 @@ once from the URL by `for_storage`:
   `fail_stale_trials`);
 - journal files have no heartbeat in Optuna, so attnas keeps one in the trial system attr `attnas:heartbeat`.
 
-Both beat *before* they mark a claimed trial RUNNING, so a worker that dies right after its claim leaves a
-trial whose heartbeat goes stale (and is retried) rather than one RUNNING forever. A stale trial is failed
-and re-queued by `retry`: a WAITING copy with the same params and nothing else of the dead trial (no old
-heartbeat, no constraints, no user attrs), so the retry starts fresh. Recovery runs at most once per
-heartbeat interval: a heartbeat cannot go stale faster than that.
+A claimed trial is never RUNNING without a first beat, so a worker that dies right after its claim leaves a
+trial whose heartbeat goes stale (and is retried) rather than one RUNNING forever: SQL storages beat *before*
+they mark the trial RUNNING (Optuna fails only trials with a heartbeat row); on a journal file the claim's
+own RUNNING record is the first beat (its `datetime_start`, read until the trial has a heartbeat attr). A
+stale trial is failed and re-queued by `retry`: a WAITING copy with the same params and nothing else of the
+dead trial (no old heartbeat, no constraints, no user attrs), so the retry starts fresh. Recovery runs at
+most once per heartbeat interval: a heartbeat cannot go stale faster than that. While trials run, one
+heartbeat thread per worker (started with its first trial, kept) beats each of them every heartbeat interval.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ class Liveness(ABC):
         self.storage = storage
         self._last_recovery = -float("inf")
         self._waiting: list[tuple[int, bool]] = []  # (trial id, has params), oldest last
+        self._beating: set[int] = set()  # trials inside `beating` blocks
+        self._beat_lock = threading.Lock()  # held while the heartbeat thread beats, and to change _beating
+        self._thread: threading.Thread | None = None
 
     @abstractmethod
     def beat(self, trial_id: int) -> None:
@@ -64,14 +70,18 @@ class Liveness(ABC):
     def fail_stale(self, study: optuna.Study) -> list[int]:
         """Fail the trials whose heartbeat is older than the grace period and retry them; their numbers."""
 
+    def before_claim(self, trial_id: int) -> None:
+        """What a trial needs before it is marked RUNNING, so that its worker's death is noticed: a beat."""
+        self.beat(trial_id)
+
     def claim(self, study: optuna.Study, *, fresh: bool = True) -> optuna.Trial | None:
         """Take one WAITING trial (atomically: the storage refuses a trial another worker took first).
 
-        The WAITING trials are listed once and then taken from that list in order, so a claim costs a beat
-        and a state update, not a listing of every queued trial; the list is read again only when it runs
-        out (retries queued meanwhile are found then). With `fresh=False` only retries (WAITING trials that
-        already carry params) are taken: the space is exhausted, so an empty slot could only propose an
-        architecture the study already has.
+        The WAITING trials are listed once and then taken from that list in order, so a claim costs
+        `before_claim` and a state update, not a listing of every queued trial; the list is read again only
+        when it runs out (retries queued meanwhile are found then). With `fresh=False` only retries (WAITING
+        trials that already carry params) are taken: the space is exhausted, so an empty slot could only
+        propose an architecture the study already has.
         """
         for _ in range(2):
             if not self._waiting:
@@ -83,7 +93,7 @@ class Liveness(ABC):
                 if not fresh and not has_params:
                     continue
                 try:
-                    self.beat(trial_id)
+                    self.before_claim(trial_id)
                     if self.storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                         return optuna.Trial(study, trial_id)
                 except optuna.exceptions.UpdateFinishedTrialError:
@@ -104,23 +114,33 @@ class Liveness(ABC):
 
     @contextlib.contextmanager
     def beating(self, trial_id: int) -> Iterator[None]:
-        """Beat every HEARTBEAT_S seconds while the block runs, so other workers can tell it is alive."""
-        stop = threading.Event()
+        """Beat every HEARTBEAT_S seconds while the block runs, so other workers can tell it is alive.
 
-        def loop() -> None:
-            while not stop.wait(st.HEARTBEAT_S):
-                try:
-                    self.beat(trial_id)
-                except Exception:
-                    return  # the trial was finished (or failed as stale) elsewhere: nothing left to keep alive
-
-        thread = threading.Thread(target=loop, daemon=True, name=f"attnas-heartbeat-{trial_id}")
-        thread.start()
+        The beats come from one thread per Liveness, started by the first block and kept for the next ones
+        (a thread per trial cost a start and a join per trial). A trial's first beat from it comes within
+        HEARTBEAT_S (its claim beat first); none comes after the block ends (leaving it waits for a beat
+        in flight).
+        """
+        with self._beat_lock:
+            self._beating.add(trial_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._beat_loop, daemon=True, name="attnas-heartbeat")
+                self._thread.start()
         try:
             yield
         finally:
-            stop.set()
-            thread.join()
+            with self._beat_lock:
+                self._beating.discard(trial_id)
+
+    def _beat_loop(self) -> None:
+        while True:
+            time.sleep(st.HEARTBEAT_S)
+            with self._beat_lock:
+                for trial_id in list(self._beating):
+                    try:
+                        self.beat(trial_id)
+                    except Exception:  # finished (or failed as stale) elsewhere: nothing left to keep alive
+                        self._beating.discard(trial_id)
 
 
 class SqlLiveness(Liveness):
@@ -150,6 +170,10 @@ class JournalLiveness(Liveness):
 
     def beat(self, trial_id: int) -> None:
         self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+    def before_claim(self, trial_id: int) -> None:
+        """Nothing: the RUNNING record carries the claim's `datetime_start`, which `fail_stale` reads as its
+        first beat (a beat here would be one more locked, fsync'd append per trial)."""
 
     def fail_stale(self, study: optuna.Study) -> list[int]:
         failed = []

@@ -8,9 +8,11 @@ does a trial that recorded a duplicate proposal (outcome "reused"): `--trials N`
 architectures.
 
 The dedup index: study system attrs `attnas:spec:<spec_id>` = [trial number, trial id] of the trial that owns
-the spec (trains it, or trained it). `take` reads and writes it under the same lock, so two workers proposing
-the same spec at once never both train it; one read of the study's system attrs replaces a scan of every
-COMPLETE trial. Workers are numbered in the order they join (`attnas:workers`), which seeds their samplers.
+the spec (trains it, or trained it). `take` reads and writes it under one lock, so two workers proposing the
+same spec at once never both train it; one read of the study's system attrs replaces a scan of every
+COMPLETE trial. That lock is the journal's own on a journal file (an `exclusive` block, studies.journal: the
+index entry and the trial's first writes are one append) and `lock` elsewhere. Workers are numbered in the
+order they join (`attnas:workers`), which seeds their samplers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .journal import AttnasJournalStorage
 from .storage import StorageInfo
 
 RECORD = "attnas"  # the trial's one user attr (see /work/notes/CONTRACT.md)
@@ -76,6 +79,12 @@ def lock(info: StorageInfo, storage: Any, name: str) -> Iterator[None]:
         yield
 
 
+def dedup_lock(info: StorageInfo, storage: Any, name: str) -> contextlib.AbstractContextManager[None]:
+    """The lock the dedup index is read and written under: the journal's own on a journal file (an
+    `exclusive` block, whose writes are one append), `lock` elsewhere."""
+    return storage.exclusive() if isinstance(storage, AttnasJournalStorage) else lock(info, storage, name)
+
+
 _LOCK_ENGINES: dict[int, Any] = {}
 
 
@@ -108,14 +117,34 @@ def take(info: StorageInfo, storage: Any, study: optuna.Study, spec_id: str, tri
 
     A spec whose owner failed is free again (a retry of a killed trial takes its spec back this way).
     """
+    with taking(info, storage, study, spec_id, trial) as owner:
+        return owner
+
+
+@contextlib.contextmanager
+def taking(info: StorageInfo, storage: Any, study: optuna.Study, spec_id: str,
+           trial: optuna.Trial) -> Iterator[FrozenTrial | None]:
+    """`take`, with the block as the same step: on a journal file (the trial's own storage) the block runs inside
+    the lock, so its writes (the trial's constraints and first record) are one append with the index entry;
+    elsewhere the block runs once the lock is released."""
     sid = study_id(storage, study)
-    with lock(info, storage, study.study_name):
-        owner = owners(storage, sid).get(spec_id)
-        if owner is not None and owner[1] != trial._trial_id:
-            earlier = storage.get_trial(owner[1])
-            if earlier.state != TrialState.FAIL:
-                return earlier
-        storage.set_study_system_attr(sid, SPEC_KEY + spec_id, [trial.number, trial._trial_id])
+    inside = isinstance(storage, AttnasJournalStorage) and trial.storage is storage
+    with dedup_lock(info, storage, study.study_name):
+        owner = _take(storage, sid, spec_id, trial)
+        if inside:
+            yield owner
+    if not inside:
+        yield owner
+
+
+def _take(storage: Any, sid: int, spec_id: str, trial: optuna.Trial) -> FrozenTrial | None:
+    """The read-check-write of the index, under the caller's lock."""
+    owner = owners(storage, sid).get(spec_id)
+    if owner is not None and owner[1] != trial._trial_id:
+        earlier = storage.get_trial(owner[1])
+        if earlier.state != TrialState.FAIL:
+            return earlier
+    storage.set_study_system_attr(sid, SPEC_KEY + spec_id, [trial.number, trial._trial_id])
     return None
 
 
@@ -124,7 +153,7 @@ def index_existing(info: StorageInfo, storage: Any, study: optuna.Study) -> int:
     sid = study_id(storage, study)
     if owners(storage, sid) or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return 0
-    with lock(info, storage, study.study_name):
+    with dedup_lock(info, storage, study.study_name):
         done = 0
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
             spec_id = (t.user_attrs.get(RECORD) or {}).get("spec_id") or t.user_attrs.get("spec_id")

@@ -17,11 +17,12 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import optuna
+from typing import TYPE_CHECKING, Any
 
 from .config import StudyConfig, StudyError
+
+if TYPE_CHECKING:  # optuna itself is imported where it is used: the CLI imports this module at start
+    import optuna
 
 #: Seconds between heartbeats of a running trial, and how old a heartbeat may get before the trial is
 #: declared dead and retried. Environment overrides exist for tests and for very short trials.
@@ -110,6 +111,7 @@ def open_storage(info: StorageInfo, create: bool = True) -> optuna.storages.Base
     healed on open and appended without partial lines (studies.journal). With create=False (read-side
     commands, see `open_existing`) a missing SQLite/journal file is refused instead of created.
     """
+    import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -252,6 +254,8 @@ def make_sampler(config: StudyConfig, worker: int | None = None) -> optuna.sampl
 
     Constraints come from the trials' own set_constraint values.
     """
+    import optuna
+
     s = config.sampler
     seed = worker_seed(s.seed, worker)
     startup = s.startup_trials
@@ -288,6 +292,7 @@ def create_or_resume(config: StudyConfig, storage: optuna.storages.BaseStorage) 
     the Pareto front would mix them silently. Identities are compared as parsed values, so a study stored
     by an older attnas (fewer defaults written out) resumes when it means the same thing.
     """
+    import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
     from .config import from_dict
@@ -325,6 +330,7 @@ def create_or_resume(config: StudyConfig, storage: optuna.storages.BaseStorage) 
 
 def load(storage: optuna.storages.BaseStorage, name: str, config: StudyConfig | None = None) -> optuna.Study:
     """An existing study (read-side commands), with a clear message when the name is not there."""
+    import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
     try:

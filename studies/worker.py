@@ -3,7 +3,8 @@
 Why the total stays exact with any number of workers: studies.queue. How a dead worker's trial comes back:
 studies.liveness. This module is the loop and one trial, with the trial's bookkeeping kept to a handful of
 writes: one user attr `attnas` (see /work/notes/CONTRACT.md) written when the trial starts and again when it
-ends, its constraints, and the tell.
+ends, its constraints, and the tell. On a journal file they are two appends (studies.journal `exclusive`):
+the dedup index entry, constraints and first record together, then the final record with the tell.
 
 - A spec over the FLOP budget (`Objectives.feasible`) is recorded with its cost and never trained.
 - A spec the study already has (COMPLETE or RUNNING, found through the dedup index) is never trained again:
@@ -41,6 +42,7 @@ from . import storage as st
 from .config import StudyConfig, StudyError
 from .fidelity import dedup_key, trial_seed
 from .goals import mark_ineligible
+from .journal import exclusive
 from .liveness import Liveness, for_storage, retry
 from .queue import RECORD
 
@@ -187,13 +189,14 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
         record.update(fresh_record(spec, cost))
         hooks.on_start(trial.number, spec.name)
         seed = trial_seed(study, ctx.storage.get_trial(trial._trial_id))  # a fidelity trial's own seed, else None
-        owner = queue.take(ctx.info, ctx.storage, study, dedup_key(spec.id, seed), trial)
+        goals = ctx.config.objectives
+        with queue.taking(ctx.info, ctx.storage, study, dedup_key(spec.id, seed), trial) as owner:
+            if owner is None:
+                goals.constrain(trial, cost.gflops)
+                trial.set_user_attr(RECORD, record)
         if owner is not None:
             record.update(_reuse(ctx, study, trial, record, owner))
         else:
-            goals = ctx.config.objectives
-            goals.constrain(trial, cost.gflops)
-            trial.set_user_attr(RECORD, record)
             if goals.feasible(cost.gflops):
                 record.update(_train(ctx, trial, spec, record, hooks, seed))
             else:
@@ -230,10 +233,11 @@ def _reuse(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[
     top5 = earlier.get("top5", legacy.get("top5")) if done else None
     final = {**record, "outcome": "reused", "reused_from": owner.number, "top1": top1, "top5": top5}
     goals = ctx.config.objectives
-    goals.constrain(trial, record["gflops"], eligible=False)
-    trial.set_user_attr(RECORD, final)
     values = owner.values if done and owner.values else goals.values(None, record["gflops"], record["params"])
-    study.tell(trial, list(values))
+    with exclusive(trial.storage):  # one append on a journal file
+        goals.constrain(trial, record["gflops"], eligible=False)
+        trial.set_user_attr(RECORD, final)
+        study.tell(trial, list(values))
     return final
 
 
@@ -303,11 +307,13 @@ def _upload(ctx: Context, trial: optuna.Trial, spec: ArchSpec, folder: Path) -> 
 
 
 def _tell(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[str, Any]) -> None:
-    trial.set_user_attr(RECORD, record)
-    if record["outcome"] == "stopped" and ctx.stopped_as == "pruned":
-        study.tell(trial, state=TrialState.PRUNED)
-        return
-    study.tell(trial, ctx.config.objectives.values(record["top1"], record["gflops"], record["params"]))
+    """The final record, then the tell (one append on a journal file: the record rides on the state record)."""
+    with exclusive(trial.storage):
+        trial.set_user_attr(RECORD, record)
+        if record["outcome"] == "stopped" and ctx.stopped_as == "pruned":
+            study.tell(trial, state=TrialState.PRUNED)
+            return
+        study.tell(trial, ctx.config.objectives.values(record["top1"], record["gflops"], record["params"]))
 
 
 def _rung_rule(ctx: Context, trial: optuna.Trial, key: str,

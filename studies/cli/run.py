@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from optuna.trial import TrialState
 
 from .. import config as cfg
 from .. import storage as st
@@ -88,6 +87,8 @@ def _work(config: cfg.StudyConfig) -> Any:
 
 def _done(study: Any) -> int:
     """Slots done: COMPLETE trials that are not reused duplicates (those take no slot)."""
+    from optuna.trial import TrialState
+
     from ..queue import reused
 
     return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not reused(t))

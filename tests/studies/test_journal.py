@@ -209,3 +209,150 @@ def test_enospc_during_an_append_leaves_a_readable_journal(tmp_path: Path) -> No
         assert all(json.loads(line) for line in path.read_bytes().splitlines())
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+# -- AttnasJournalStorage.exclusive: several writes in one append, a read-check-write atomic across processes --
+def counting_appends(storage: journal.AttnasJournalStorage, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of records in each append_logs call on `storage`'s backend from now on."""
+    calls: list[int] = []
+    real = storage._backend.append_logs
+
+    def counted(logs: list) -> None:
+        calls.append(len(logs))
+        real(logs)
+
+    monkeypatch.setattr(storage._backend, "append_logs", counted)
+    return calls
+
+
+def test_an_exclusive_block_is_one_append_that_plain_optuna_replays(tmp_path: Path, monkeypatch) -> None:
+    """Attribute writes in the block are visible to reads inside it at once and reach the file together when
+    it ends; a state write inside it goes out at once, after the attribute writes before it."""
+    path = tmp_path / "study.log"
+    storage = st.open_storage(st.parse(str(path)))
+    assert isinstance(storage, journal.AttnasJournalStorage)
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    appends = counting_appends(storage, monkeypatch)
+    size = path.stat().st_size
+
+    with journal.exclusive(storage):
+        storage.set_study_system_attr(study._study_id, "k", [1, 2])
+        trial.storage.set_trial_system_attr(trial._trial_id, "a", 1.0)
+        trial.set_user_attr("record", {"x": (1, 2)})
+        assert storage.get_study_system_attrs(study._study_id)["k"] == [1, 2]
+        seen = storage.get_trial(trial._trial_id)
+        assert seen.system_attrs["a"] == 1.0 and seen.user_attrs["record"] == {"x": [1, 2]}  # as replayed
+        assert path.stat().st_size == size and appends == []  # nothing written yet
+    assert appends == [3]
+
+    second = study.ask()
+    with journal.exclusive(storage):
+        second.set_user_attr("record", "final")
+        study.tell(second, 1.0)
+        assert appends == [3, 1, 2]  # the ask, then the record and the state together
+    assert appends == [3, 1, 2]
+
+    replayed = optuna.load_study(study_name="s", storage=plain(path))
+    assert plain(path).get_study_system_attrs(study._study_id)["k"] == [1, 2]
+    assert replayed.trials[0].system_attrs["a"] == 1.0 and replayed.trials[0].user_attrs["record"] == {"x": [1, 2]}
+    assert replayed.trials[1].user_attrs["record"] == "final" and replayed.trials[1].value == 1.0
+    assert [t.user_attrs for t in replayed.trials] == [t.user_attrs for t in study.get_trials()]
+
+
+def test_a_read_check_write_in_exclusive_blocks_is_atomic_across_storages(tmp_path: Path) -> None:
+    """Four storages on one file (as four workers) each claim a key only if nobody has: exactly one does."""
+    path = tmp_path / "study.log"
+    optuna.create_study(study_name="s", storage=st.open_storage(st.parse(str(path))))
+    storages = [st.open_storage(st.parse(str(path))) for _ in range(4)]
+    won: list[int] = []
+    start = threading.Barrier(len(storages))
+
+    def claim(i: int) -> None:
+        storage = storages[i]
+        start.wait()
+        with storage.exclusive():
+            if "owner" not in storage.get_study_system_attrs(0):
+                time.sleep(0.05)  # a slow check: without the lock every storage would pass it
+                storage.set_study_system_attr(0, "owner", i)
+                won.append(i)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(storages))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(won) == 1
+    assert plain(path).get_study_system_attrs(0)["owner"] == won[0]
+
+    # the block holds Optuna's own journal lock: a plain Optuna append waits for it
+    backend = JournalFileBackend(str(path))
+    writer = threading.Thread(target=backend.append_logs, args=([{"op_code": 3, "worker_id": "w", "study_id": 0,
+                                                                   "system_attr": {"late": 1}}],))
+    with storages[0].exclusive():
+        size = path.stat().st_size
+        writer.start()
+        time.sleep(0.5)
+        assert path.stat().st_size == size
+    writer.join(10)
+    assert storages[0].get_study_system_attrs(0)["late"] == 1
+
+
+def test_a_write_on_a_finished_trial_in_a_block_raises_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "study.log"
+    storage = st.open_storage(st.parse(str(path)))
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    study.tell(trial, 1.0)  # e.g. failed as stale by another worker
+    size = path.stat().st_size
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError), journal.exclusive(storage):
+        trial.set_user_attr("late", 1)
+    assert path.stat().st_size == size
+    study.set_user_attr("after", 2)  # the storage carries on
+    assert optuna.load_study(study_name="s", storage=plain(path)).user_attrs == {"after": 2}
+
+
+def test_a_failed_block_append_leaves_memory_as_the_file(tmp_path: Path, monkeypatch) -> None:
+    """ENOSPC on the block's append: nothing reaches the file, and the storage's view forgets the writes too."""
+    path = tmp_path / "study.log"
+    storage = st.open_storage(st.parse(str(path)))
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal, "_append", full)
+    with pytest.raises(journal.JournalWriteError), journal.exclusive(storage):
+        trial.set_user_attr("lost", 1)
+        assert storage.get_trial(trial._trial_id).user_attrs == {"lost": 1}
+    assert storage.get_trial(trial._trial_id).user_attrs == {}
+    monkeypatch.undo()
+    trial.set_user_attr("kept", 2)
+    assert optuna.load_study(study_name="s", storage=plain(path)).trials[0].user_attrs == {"kept": 2}
+
+
+def test_a_worker_trial_on_a_journal_costs_three_appends_beyond_its_params(tiny_study, tmp_path: Path,
+                                                                            monkeypatch) -> None:
+    """The claim (its first beat), the dedup entry with the constraints and first record, the final record
+    with the tell; plus the artifact id of a trained trial (benchmarks/study_overhead.py)."""
+    from dataclasses import replace
+
+    import trainer
+    from studies import worker
+    from studies.config import read_file
+
+    def stub_train(spec, subset, schedule, device="cpu", **_):
+        return trainer.ProxyResult(0.5, 1.0, schedule.epochs, 0.0, 1e4, "ok", None, ())
+
+    monkeypatch.chdir(tmp_path)
+    ctx, study = worker.start(read_file(tiny_study(f"journal://{tmp_path}/w.log", trials=3)))
+    ctx = replace(ctx, train=stub_train)
+    appends = counting_appends(ctx.storage, monkeypatch)
+    assert worker.work(ctx, study, poll_s=0.01).failed == 0
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    trained = [t for t in trials if t.user_attrs["attnas"]["outcome"] == "trained"]
+    params = sum(len(t.params) for t in trials)
+    assert trained and len(appends) <= params + 3 * len(trials) + len(trained)
+    assert all("attnas:heartbeat" not in t.system_attrs for t in trials)  # trials shorter than a heartbeat
+    assert all(t.system_attrs["constraints"] and t.user_attrs["attnas"]["spec_id"] for t in trials)

@@ -231,3 +231,11 @@ def test_an_attnas_study_on_a_plain_postgresql_url_reads_in_optuna_and_the_dashb
     finally:
         if name in optuna.get_all_study_names(pg_url):
             optuna.delete_study(study_name=name, storage=pg_url)
+
+
+def test_the_cli_starts_without_optuna_scipy_or_torch() -> None:
+    """The import rule (studies/__init__.py): what `attnas --help` imports pulls in none of the heavy libraries."""
+    check = ("import sys, studies.cli; heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'optuna', 'scipy', 'torch', 'sqlalchemy', 'wandb', 'plotly'}); assert not heavy, heavy")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
