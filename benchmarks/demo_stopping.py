@@ -26,10 +26,10 @@ DEMO = HERE.parent / "studies" / "examples" / "digits.toml"
 ATTNAS = Path(sys.executable).parent / "attnas"
 
 
-def run(folder: Path, moasha: bool, trials: int | None) -> dict:
+def run(folder: Path, moasha: bool, trials: int | None, eta: int = 3) -> dict:
     text = DEMO.read_text()
     if moasha:
-        text += '\n[early_stopping]\nkind = "moasha"\neta = 3\nmin_epochs = 1\n'
+        text += f'\n[early_stopping]\nkind = "moasha"\neta = {eta}\nmin_epochs = 1\n'
     study_file = folder / ("moasha.toml" if moasha else "none.toml")
     study_file.write_text(text)
     storage = f"sqlite:///{folder}/{study_file.stem}.db"
@@ -53,10 +53,11 @@ def run(folder: Path, moasha: bool, trials: int | None) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=None, help="override the demo's trials (default: the file's)")
+    parser.add_argument("--eta", type=int, default=3, help="MO-ASHA's eta (keeps the top 1/eta at a rung)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = run(Path(tmp), False, args.trials)
-        stop = run(Path(tmp), True, args.trials)
+        stop = run(Path(tmp), True, args.trials, args.eta)
     for name, r in (("none", base), ("moasha", stop)):
         print(f"{name:7} epochs {r['epochs']:4d}  trained {r['trained']:3d}  stopped {r['stopped']:3d}  "
               f"front {r['front']:2d} (printed: {r['front_printed']})  {r['seconds']:.0f} s")
