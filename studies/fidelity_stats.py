@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from statistics import fmean, stdev
 
 import numpy as np
-from scipy import stats
 
 #: Bootstrap resamples for the intervals: 2000 keeps the 95% bounds stable to about 0.01.
 BOOTSTRAP = 2000
@@ -48,6 +47,8 @@ def rank_agreement(proxy: Sequence[float], high: Sequence[float], *, seed: int =
     x, y = np.asarray(proxy, dtype=float), np.asarray(high, dtype=float)
     if x.shape != y.shape:
         raise ValueError(f"rank_agreement: {len(x)} proxy values but {len(y)} high-fidelity values; pair them")
+    from scipy import stats  # lazy: ~1.8 s to import, and every worker imports this module's neighbours
+
     rng = np.random.default_rng(seed)
     out = {}
     for name, fn in (("kendall_tau", stats.kendalltau), ("spearman_rho", stats.spearmanr)):

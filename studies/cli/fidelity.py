@@ -29,9 +29,10 @@ def fidelity(study_file: Path, extra: Extra = None, seeds: Seeds = None, epochs_
              images_per_class: Images = None, resolution: Resolution = None, no_run: NoRun = False,
              as_json: Json = False, storage: Storage = None, no_wandb: NoWandb = False) -> None:
     """How far to trust the proxy: retrain the front + others longer with seeds; print and store τ, ρ, σ."""
+    parent_config = _config(study_file, storage=storage, no_wandb=no_wandb)
+
     from .. import fidelity as fd  # lazy: it pulls in scipy.stats (~1 s), see the import rule in studies/__init__
 
-    parent_config = _config(study_file, storage=storage, no_wandb=no_wandb)
     s = fd.settings(parent_config, extra=extra, seeds=seeds, epochs_factor=epochs_factor,
                     images_per_class=images_per_class, resolution=resolution)
     prepared = fd.prepare(parent_config, s)

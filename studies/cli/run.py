@@ -30,9 +30,10 @@ def init(path: Annotated[Path, typer.Argument()] = Path("study.toml"),
 @app.command()
 def create(study_file: Path, trials: Trials = None, storage: Storage = None, no_wandb: NoWandb = False) -> None:
     """Create the study, or resume it (idempotent); refuses a changed search space or objectives."""
-    from ..worker import start
+    config = _config(study_file, trials, storage, no_wandb)  # first: a bad file is refused in a blink
 
-    config = _config(study_file, trials, storage, no_wandb)
+    from ..worker import start  # lazy: torch
+
     _, study = start(config)
     states = dict(Counter(t.state.name for t in study.get_trials(deepcopy=False)))
     out.print(f"study {config.name!r} in {st.mask(st.resolve(config).url)}: {states}")
@@ -50,9 +51,10 @@ def search(study_file: Path, trials: Trials = None, storage: Storage = None, no_
                                                        "(default: .attnas/<study name>/report.html).")] = None,
            ) -> None:
     """Create (or resume) the study, run one worker, print the Pareto front, write the report."""
+    config = _config(study_file, trials, storage, no_wandb)  # first: a bad file is refused in a blink
+
     from ..report import write_report
 
-    config = _config(study_file, trials, storage, no_wandb)
     study = _work(config)
     front_table(study)
     path = report or config.folder / "report.html"
