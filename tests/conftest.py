@@ -10,6 +10,24 @@ import pytest
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
+# One intra-op thread per process (this one and every worker it starts; set before torch is imported). The
+# tests start many processes at once on a 2-core machine, where torch's default of one OpenMP thread per
+# core oversubscribes and spins: measured on one 3-worker test, 30 s of CPU instead of 41 s. Tests never
+# measure speed, so nothing they assert depends on it; export OMP_NUM_THREADS to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+#: Modules whose tests race several worker processes against heartbeat and grace deadlines. The suite runs
+#: on pytest-xdist (pyproject addopts); these run one after another on one xdist worker, so two of them never
+#: compete for the CPU and stretch each other's deadlines, while the other worker takes the in-process tests.
+RACING = frozenset({"test_studies_workers.py", "test_early_stopping.py", "test_studies_run.py",
+                    "test_stopping.py", "test_journal.py"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in RACING:
+            item.add_marker(pytest.mark.xdist_group("racing-processes"))
+
 TINY = """
 name = "{name}"
 storage = "{storage}"
