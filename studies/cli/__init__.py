@@ -2,12 +2,14 @@
 
 Every mistake ends as one line `error: ...` on stderr (storage passwords masked): exit status 2 for a usage
 mistake (missing, unknown or mistyped option or argument, unknown command or device), 1 for anything else,
-130 for Ctrl-C; ATTNAS_DEBUG=1 shows the traceback instead (see `app.error_line`). Commands live in `run`
-(running a study), `read` (reading one) and `tools` (around one); importing them registers them.
+130 for Ctrl-C, 143 for SIGTERM; ATTNAS_DEBUG=1 shows the traceback instead (see `app.error_line`). Commands
+live in `run` (running a study), `read` (reading one) and `tools` (around one); importing them registers them.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 import typer
@@ -16,10 +18,35 @@ from . import fidelity, read, repair, run, tools  # noqa: F401  (registers the c
 from .app import app, debugging, error_line
 
 INTERRUPTED = 130
+TERMINATED = 143  # 128 + SIGTERM
+_terminated: list[int] = []
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop this process the way Ctrl-C does: the running trial is failed as "interrupted" and
+    queued again at once, its checkpoint kept in the run folder.
+
+    Why: SIGTERM is how Slurm preempts or cancels a job (and how `kill`, systemd and Kubernetes stop one),
+    with SIGKILL following after a grace time. Dying of it left the trial RUNNING until its heartbeat went
+    stale (ATTNAS_GRACE_S, 90 s) before another worker could retry it. Child processes (a decode pool)
+    inherit the handler under fork; for them SIGTERM keeps its default meaning, so a pool still terminates.
+    """
+    owner = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        _terminated.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def main() -> None:
     """Entry point: run the app; every exception becomes one masked `error:` line and its exit status."""
+    stop_on_sigterm()
     try:
         code = typer.main.get_command(app).main(standalone_mode=False)
     except typer.Abort:  # EOF at a prompt (typer turns Ctrl-C itself into exit code 130)
@@ -34,7 +61,9 @@ def main() -> None:
         print(f"error: {line}", file=sys.stderr)
         sys.exit(status)
     if code == INTERRUPTED:
-        print("interrupted: a trial that was running is queued again; run the same command to resume", file=sys.stderr)
+        how = "terminated (SIGTERM)" if _terminated else "interrupted"
+        print(f"{how}: a trial that was running is queued again; run the same command to resume", file=sys.stderr)
+        code = TERMINATED if _terminated else code
     sys.exit(code if isinstance(code, int) else 0)
 
 

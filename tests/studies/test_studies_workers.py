@@ -143,13 +143,16 @@ def test_a_worker_stopped_past_the_grace_costs_a_retry_and_its_late_result_is_dr
 
 
 @pytest.mark.slow
-def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(tiny_study, tmp_path: Path, attnas_popen) -> None:
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(sig: signal.Signals, status: int, tiny_study,
+                                                               tmp_path: Path, attnas_popen) -> None:
+    """Ctrl-C, and SIGTERM (how Slurm preempts a job): the trial is queued again at once, not after the grace."""
     url = f"sqlite:///{tmp_path}/ctrl-c.db"
     path = tiny_study(url, trials=3, epochs=3, name="ctrl-c")
     worker = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
-    interrupted = _signal_mid_trial(worker, url, "ctrl-c", signal.SIGINT)
+    interrupted = _signal_mid_trial(worker, url, "ctrl-c", sig)
     _, stderr = worker.communicate(timeout=30)
-    assert worker.returncode == 130 and "run the same command to resume" in stderr
+    assert worker.returncode == status and "run the same command to resume" in stderr, stderr
     trials = _open(url, "ctrl-c").get_trials()
     assert trials[interrupted].state == TrialState.FAIL
     assert trials[interrupted].user_attrs["attnas"]["error"] == "interrupted"
