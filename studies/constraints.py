@@ -1,6 +1,6 @@
 """Trial constraints, written in both of the formats our readers understand.
 
-Two keys (see CONTRACT): `gflops_budget` = GFLOPs - budget (-1.0 without a budget) and `front_eligible`
+Two keys (docs/CONTRACT.md): `gflops_budget` = GFLOPs - budget (-1.0 without a budget) and `front_eligible`
 (-1.0 until a trial ends not trained to a real top-1: diverged, stopped, a reused duplicate: then +1.0).
 Optuna's `best_trials`, optuna-dashboard's plots and `records.pareto_front` all leave out a trial with a
 positive constraint, so they agree on the front without any private hook.

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 STUDY_DETAIL = re.compile(r"^/api/studies/\d+/?$")
-#: Outcomes that end a trial without a real top-1: CONTRACT gives them front_eligible = +1.
+#: Outcomes that end a trial without a real top-1: docs/CONTRACT.md gives them front_eligible = +1.
 UNTRAINED = (Status.DIVERGED, Status.STOPPED, Status.REUSED)
 
 

@@ -2,7 +2,7 @@
 the feasibility decision, the constraint values and the objective values told to Optuna.
 
 No other module compares GFLOPs to the budget: the worker asks `feasible` before any training and calls
-`objectives.evaluate` without a budget, so the one decision is made here (see /work/notes/CONTRACT.md for the
+`objectives.evaluate` without a budget, so the one decision is made here (see docs/CONTRACT.md for the
 values and constraints every trial carries).
 """
 

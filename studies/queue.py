@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .journal import AttnasJournalStorage
 from .storage import StorageInfo
 
-RECORD = "attnas"  # the trial's one user attr (see /work/notes/CONTRACT.md)
+RECORD = "attnas"  # the trial's one user attr (docs/CONTRACT.md)
 SPEC_KEY = "attnas:spec:"
 WORKERS_KEY = "attnas:workers"
 

@@ -1,6 +1,6 @@
 """One record per trial, the Pareto front and the hypervolume: what every reader of a study starts from.
 
-`record(trial)` is the only place a `FrozenTrial` is interpreted (docs: /work/notes CONTRACT, the
+`record(trial)` is the only place a `FrozenTrial` is interpreted (docs/CONTRACT.md: the
 `"attnas"` user attr; trials written by older attnas — user attrs spec/spec_id/spec_name/scores/
 reused_from/error — are read too). The CLI (`front`, `pick`, `status`), the report and the dashboard
 test all use `records`, `pareto_front` and `hypervolume` from here, so they cannot disagree; every
@@ -148,7 +148,7 @@ def record(trial: FrozenTrial) -> TrialRecord:
 
 
 def status_of(trial: FrozenTrial, data: Mapping[str, Any]) -> Status:
-    """CONTRACT's state table: WAITING queued, RUNNING running, FAIL failed/interrupted, PRUNED stopped,
+    """docs/CONTRACT.md's status table: WAITING queued, RUNNING running, FAIL failed/interrupted, PRUNED stopped,
     COMPLETE the recorded outcome (a COMPLETE trial with no attnas outcome, e.g. foreign, is trained)."""
     if trial.state == TrialState.WAITING:
         return Status.QUEUED

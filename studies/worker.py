@@ -2,7 +2,7 @@
 
 Why the total stays exact with any number of workers: studies.queue. How a dead worker's trial comes back:
 studies.liveness. This module is the loop and one trial, with the trial's bookkeeping kept to a handful of
-writes: one user attr `attnas` (see /work/notes/CONTRACT.md) written when the trial starts and again when it
+writes: one user attr `attnas` (docs/CONTRACT.md) written when the trial starts and again when it
 ends, its constraints, and the tell. On a journal file they are two appends (studies.journal `exclusive`):
 the dedup index entry, constraints and first record together, then the final record with the tell.
 
@@ -217,7 +217,7 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
 
 
 def fresh_record(spec: ArchSpec, cost: objectives.Cost) -> dict[str, Any]:
-    """The trial attr as it is known before any training (CONTRACT.md), without an outcome yet."""
+    """The trial attr as it is known before any training (docs/CONTRACT.md), without an outcome yet."""
     return {"spec": spec.to_dict(), "spec_id": spec.id, "spec_name": spec.name, "gflops": cost.gflops,
             "gflops_fvcore": cost.gflops_fvcore, "params": cost.params, "top1": None, "top5": None, "epochs": 0,
             "start_epoch": 0, "curve": [], "seconds": 0.0, "reused_from": None, "error": None, "artifacts": []}

@@ -1,4 +1,4 @@
-"""Small multi-objective studies shaped exactly like the trials in /work/notes CONTRACT (and the legacy form).
+"""Small multi-objective studies shaped exactly like the trials in docs/CONTRACT.md (and the legacy form).
 
 Built here with real optuna ask/tell, without training or the run loop, so the records/report/dashboard
 tests depend only on the contract: values [top1 (0.0 untrained), gflops], one user attr "attnas", the

@@ -32,7 +32,7 @@ def test_set_constraints_writes_named_and_legacy_formats(tmp_path: Path) -> None
 
 
 def test_front_eligible_flips_after_training_and_optuna_sees_the_new_value(tmp_path: Path) -> None:
-    """CONTRACT: front_eligible is -1 before training and +1 once a trial ends untrained. Optuna's own
+    """docs/CONTRACT.md: front_eligible is -1 before training and +1 once a trial ends untrained. Optuna's own
     set_constraint keeps the first value (it warns and ignores the second); set_constraints updates it."""
     study = _study(tmp_path)
     kept, flipped = study.ask(), study.ask()

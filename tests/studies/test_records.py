@@ -1,7 +1,7 @@
 """One record per trial, one front: records.py reads both trial formats, and every reader lists the same front.
 
 The acceptance study holds a trained, an over-budget, a reused, a diverged and a failed trial (plus a
-dominated trained one), recorded with real optuna trials in the CONTRACT format and in the legacy one.
+dominated trained one), recorded with real optuna trials in the docs/CONTRACT.md format and in the legacy one.
 `attnas front --json`, `attnas pick`, the report's front table and plot data, optuna's `best_trials` and
 optuna-dashboard's API must all list exactly the same front.
 """
