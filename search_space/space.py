@@ -149,7 +149,10 @@ class SearchSpace:
         path = Path(path)
         if not path.is_file():
             raise SpecError(f"space file {path} does not exist; pass the path of a .toml, .yaml or .json file")
-        text = path.read_text()
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise SpecError(f"space file {path} is not text (not UTF-8); give a .toml, .yaml or .json file") from None
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):

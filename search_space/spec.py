@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from .checks import Fusion, SpecError, check_choice
@@ -192,6 +193,22 @@ class ArchSpec:
         except json.JSONDecodeError as exc:
             raise SpecError(f"spec JSON is not valid JSON ({exc}); expected the format `attnas pick` writes") from exc
         return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ArchSpec:
+        """A spec JSON file; every failure is one SpecError naming the file (a binary or foreign file too)."""
+        path = Path(path)
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"spec file {path} is not a spec JSON (not UTF-8 text: byte {exc.object[exc.start]:#04x} "
+                            f"at offset {exc.start}); give the JSON file `attnas pick` writes") from None
+        except OSError as exc:
+            raise SpecError(f"spec file {path} cannot be read ({exc.strerror or exc}); check the path") from None
+        try:
+            return cls.from_json(text)
+        except SpecError as exc:
+            raise SpecError(f"spec file {path}: {exc}") from None
 
 
 def scaled_channels(channels: int, width: float, divisor: int = 8) -> int:

@@ -242,7 +242,12 @@ def read_file(path: str | Path) -> StudyConfig:
     path = Path(path)
     if not path.is_file():
         raise StudyError(f"study file {path} does not exist; create one with `attnas init {path}`")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StudyError(f"study file {path} is not a study file (not UTF-8 text: byte "
+                         f"{exc.object[exc.start]:#04x} at offset {exc.start}); give the .toml or .yaml file "
+                         "`attnas init` writes") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)

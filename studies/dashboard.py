@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from studies.constraints import ELIGIBLE_KEY, LEGACY_KEY, PREFIX, legacy_list, named_constraints
 from studies.records import Status, record
-from studies.storage import StorageInfo, open_storage, parse
+from studies.storage import StorageInfo, open_to_read, parse
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def serve(
     from optuna.artifacts import FileSystemArtifactStore
 
     info = parse(storage_url) if isinstance(storage_url, str) else storage_url
-    storage = open_storage(info)
+    storage = open_to_read(info)  # a torn journal tail is left to the workers; edits append safely
     for name in optuna.get_all_study_names(storage):
         backfill_constraints(optuna.load_study(study_name=name, storage=storage))
     store = FileSystemArtifactStore(str(artifacts)) if artifacts is not None and artifacts.is_dir() else None

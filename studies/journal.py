@@ -360,6 +360,18 @@ def heal(path: Path, lock: Lock | None = None) -> str | None:
     return note
 
 
+def note_unreadable_tail(path: Path) -> str | None:
+    """One warning line when the journal ends in unreadable bytes (read-only: nothing is moved); else None."""
+    rejected = unreadable_tail(path)[1]
+    if not rejected:
+        return None
+    note = (f"journal {path} ends in {sum(map(len, rejected))} unreadable byte(s) (a torn write, or one in "
+            "progress); read past them and left the file as it is: the next worker moves them aside, or run "
+            f"`attnas repair {path}` while no worker runs")
+    log.warning(note)
+    return note
+
+
 def first_unreadable(path: Path) -> int | None:
     """The 1-based number of the first unreadable complete line of the journal, or None."""
     with open(path, "rb") as f:
@@ -374,10 +386,20 @@ def inside_error(path: Path, number: int) -> StudyError:
                       f"stop its workers and run `attnas repair {path}` (it keeps a backup)")
 
 
-def open_journal(path: Path) -> AttnasJournalStorage:
-    """The journal's storage over a healed file; unreadable lines inside it are one line naming them."""
+def open_journal(path: Path, *, healing: bool = True) -> AttnasJournalStorage:
+    """The journal's storage over a healed file; unreadable lines inside it are one line naming them.
+
+    With `healing=False` (read commands: status, front, pick, report, dashboard) the file is left exactly as
+    it is: Optuna's replay reads past a torn last line, and one note says the next writer (or `attnas
+    repair`) will move it aside. A reader that rewrote the file would race the workers appending to it and
+    leave a `.bak` and a `.rejected` behind every `attnas status`; writers append under the lock and move a
+    torn tail aside first (`reject_torn_tail`), so healing belongs to them.
+    """
     backend = SafeJournalBackend(path)
-    heal(path, backend.lock)
+    if healing:
+        heal(path, backend.lock)
+    else:
+        note_unreadable_tail(path)
     try:
         return AttnasJournalStorage(backend)
     except (ValueError, KeyError, TypeError):

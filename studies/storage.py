@@ -103,13 +103,14 @@ def mask(url: str) -> str:
     return re.sub(r"(://[^/:@]*:)[^@/]*@", r"\1***@", url)
 
 
-def open_storage(info: StorageInfo, create: bool = True) -> optuna.storages.BaseStorage:
+def open_storage(info: StorageInfo, create: bool = True, *, healing: bool = True) -> optuna.storages.BaseStorage:
     """The Optuna storage for a URL, with heartbeats (RDB) and a small connection pool (PostgreSQL).
 
     Journal storage has no heartbeat in Optuna; attnas writes its own (see studies.liveness), so both kinds
     retry a dead worker's trial through the same RetryHeartbeatStaleTrialCallback. Journal files are
-    healed on open and appended without partial lines (studies.journal). With create=False (read-side
-    commands, see `open_existing`) a missing SQLite/journal file is refused instead of created.
+    healed on open (unless `healing=False`: see `open_to_read`) and appended without partial lines
+    (studies.journal). With create=False (see `open_existing`) a missing SQLite/journal file is refused
+    instead of created.
     """
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -123,7 +124,7 @@ def open_storage(info: StorageInfo, create: bool = True) -> optuna.storages.Base
         try:
             info.path.parent.mkdir(parents=True, exist_ok=True)
             if info.kind == "journal":
-                return open_journal(info.path)
+                return open_journal(info.path, healing=healing)
         except OSError as exc:
             raise file_error(info.path, exc) from None
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
@@ -158,8 +159,14 @@ def open_storage(info: StorageInfo, create: bool = True) -> optuna.storages.Base
 
 
 def open_existing(info: StorageInfo) -> optuna.storages.BaseStorage:
-    """The storage of a study that must already exist (status, front, pick, ...): creates no file."""
+    """The storage of a study that must already exist, for a command that writes to it: creates no file."""
     return open_storage(info, create=False)
+
+
+def open_to_read(info: StorageInfo) -> optuna.storages.BaseStorage:
+    """The storage of an existing study for a read command (status, front, pick, report, dashboard): creates no
+    file and changes none; a journal's torn tail is read past and left to the writers (studies.journal)."""
+    return open_storage(info, create=False, healing=False)
 
 
 def file_error(path: Path, exc: OSError) -> StudyError:

@@ -111,7 +111,6 @@ def expected_manifest(subset: SubsetSpec, split: Split) -> dict[str, Any]:
         "subset": subset.to_dict(),
         "root": str(Path(subset.root).expanduser().resolve()),
         "classes": list(split.classes),
-        "empty_classes": list(split.empty_classes),
         "sources": {"train": [p for p, _ in split.train], "holdout": [p for p, _ in split.holdout]},
     }
 

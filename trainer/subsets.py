@@ -165,7 +165,11 @@ def resolve_classes(subset: SubsetSpec, available: list[str]) -> tuple[str, ...]
         path = Path(classes[5:]).expanduser()
         if not path.is_file():
             raise DataError(f"classes: class file {str(path)!r} does not exist; give one wnid per line")
-        wanted = _parse_wnids(path.read_text())
+        try:
+            wanted = _parse_wnids(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise DataError(f"classes: class file {str(path)!r} is not text (not UTF-8); give one wnid per "
+                            "line") from None
     elif isinstance(classes, str):
         wanted = named_class_list(classes)
     else:
@@ -191,12 +195,11 @@ def class_files(folder: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class Split:
-    """The subset's images as paths relative to root, in label order; classes with no images are dropped."""
+    """The subset's images as paths relative to root, in label order (every class has images)."""
 
     classes: tuple[str, ...]
     train: tuple[tuple[str, int], ...]
     holdout: tuple[tuple[str, int], ...]
-    empty_classes: tuple[str, ...]
 
 
 def split_subset(subset: SubsetSpec) -> Split:
@@ -204,17 +207,20 @@ def split_subset(subset: SubsetSpec) -> Split:
 
     Shuffling a sorted list with a seeded RNG makes the split a pure function of (file names, seed), so
     every worker of a study holds out exactly the same images without talking to the others.
+
+    A class folder without images is refused, not dropped: dropping it silently changed the class count (a
+    99-class "imagenet100") and the labels of every class after it, and it is nearly always a half-copied
+    tree (an interrupted rsync), whose other folders may be short too.
     """
     train_dir = split_dir(subset, "train")
     available = sorted(e.name for e in os.scandir(train_dir) if e.is_dir() and not e.name.startswith("."))
     wanted = resolve_classes(subset, available)
-    classes, empty, train, holdout = [], [], [], []
+    classes, train, holdout = [], [], []
     short: dict[str, int] = {}  # classes with fewer than train_per_class images left after the held-out ones
     for wnid in wanted:
         names = class_files(train_dir / wnid)
         if not names:
-            empty.append(wnid)
-            continue
+            raise DataError(empty_class(train_dir, wnid, subset.classes, wanted))
         if subset.holdout_per_class >= len(names):
             raise DataError(
                 f"holdout_per_class: class {wnid!r} has only {len(names)} images; "
@@ -241,7 +247,21 @@ def split_subset(subset: SubsetSpec) -> Split:
             f"left after {subset.holdout_per_class} held out ({len(short)} class(es) short); "
             f"ask for at most {short[wnid]}, or null to train on all"
         )
-    return Split(tuple(classes), tuple(train), tuple(holdout), tuple(empty))
+    return Split(tuple(classes), tuple(train), tuple(holdout))
+
+
+def empty_class(train_dir: Path, wnid: str, classes: Any, wanted: tuple[str, ...]) -> str:
+    """The one line refusing a class folder that holds no images, with the fix for how classes were chosen."""
+    empty = [w for w in wanted if not class_files(train_dir / w)]
+    listed = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
+    others = f" ({len(empty)} empty: {listed})" if len(empty) > 1 else ""
+    if isinstance(classes, tuple | list) or str(classes).startswith("file:"):
+        fix = "copy its images there or leave it out of `classes`"
+    elif classes == "all" or str(classes).startswith("random:"):
+        fix = "copy its images there or delete the empty folder"
+    else:  # a named list needs every one of its classes
+        fix = f"copy its images there (the list {classes!r} needs every class)"
+    return f"class folder {train_dir / wnid} holds no images{others}; {fix} (images end in {', '.join(IMAGE_SUFFIXES)})"
 
 
 @dataclass(frozen=True)
@@ -252,7 +272,6 @@ class SubsetCheck:
     classes: tuple[str, ...]
     train_images: int
     holdout_images: int
-    empty_classes: tuple[str, ...]
     images_checked: int
 
 
@@ -278,7 +297,7 @@ def check_subset(subset: SubsetSpec) -> SubsetCheck:
                 f"image {root / path} cannot be read ({problem}); replace or delete it, "
                 "or re-copy the dataset if files were cut short"
             )
-    return SubsetCheck(str(root), split.classes, len(split.train), len(split.holdout), split.empty_classes, len(sample))
+    return SubsetCheck(str(root), split.classes, len(split.train), len(split.holdout), len(sample))
 
 
 def unreadable(path: Path) -> str | None:

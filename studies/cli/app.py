@@ -54,7 +54,7 @@ def _config(path: Path, trials: int | None = None, storage: str | None = None,
 
 
 def _existing(path: Path | None, storage: str | None, name: str | None) -> tuple[Any, cfg.StudyConfig | None]:
-    """The study a read-side command looks at: from the file, or from --storage and --study."""
+    """The study a read-side command looks at (from the file, or from --storage and --study), opened to read."""
     if path is not None:
         config = _config(path, storage=storage)
         info = st.resolve(config)
@@ -63,7 +63,7 @@ def _existing(path: Path | None, storage: str | None, name: str | None) -> tuple
         config, info = None, st.parse(storage)
     else:
         raise StudyError("give the study file, or both --storage URL and --study NAME")
-    study = st.load(st.open_storage(info), name)
+    study = st.load(st.open_to_read(info), name)
     return study, config or st.stored_config(study)
 
 

@@ -8,6 +8,7 @@ storage file or folder that is not there: a mistyped path is an error, not a new
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -103,10 +104,29 @@ def front_table(study: Any) -> None:
 
 
 
+def budget_option(value: float) -> float:
+    """`--max-gflops`, checked while parsing (exit 2): NaN, infinity and zero or less are no budget."""
+    if not math.isfinite(value) or value <= 0:
+        raise typer.BadParameter(f"{value} is not a budget; give a positive number of GFLOPs, e.g. 1.5")
+    return value
+
+
+def fraction_option(value: float | None) -> float | None:
+    """`--min-top1`, checked while parsing (exit 2): top-1 is recorded as a fraction, so 80 would match nothing."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        hint = f"; for {value:g} % give {value / 100:g}" if 1.0 < value <= 100.0 else ""
+        raise typer.BadParameter(f"{value} is not a top-1 fraction between 0 and 1{hint}")
+    return value
+
+
 @app.command()
 def pick(study_file: StudyFile = None, storage: Storage = None, study: StudyName = None,
-         max_gflops: Annotated[float, typer.Option("--max-gflops", help="FLOP budget (GFLOPs).")] = ...,
-         min_top1: Annotated[float | None, typer.Option("--min-top1", help="Minimum proxy top-1 (0..1).")] = None,
+         max_gflops: Annotated[float, typer.Option("--max-gflops", callback=budget_option,
+                                                   help="FLOP budget (GFLOPs).")] = ...,
+         min_top1: Annotated[float | None, typer.Option("--min-top1", callback=fraction_option,
+                                                        help="Minimum proxy top-1 (0..1).")] = None,
          out_file: Annotated[Path | None, typer.Option("--out", help="Spec JSON path.")] = None,
          as_json: Json = False) -> None:
     """The best architecture of the front under a budget, written as spec JSON (the interchange format)."""

@@ -73,7 +73,7 @@ def train(
     from search_space import ArchSpec
     from trainer import proxy_train, resolve_device, score_on_val
 
-    spec = ArchSpec.from_json(spec_file.read_text())
+    spec = ArchSpec.from_file(spec_file)
     config = cfg.read_file(study) if study is not None else None
     where = "--device" if device is not None or config is None else f"study file {study} `device`"
     device = resolve_device(device or (config.device if config is not None else "cpu"), where)
@@ -141,7 +141,7 @@ def flops(spec: Annotated[str, typer.Argument(help="A spec JSON file, or a spec 
     if path.suffix == ".json" and not path.is_file():
         raise StudyError(f"spec file {spec} does not exist; give a spec JSON file (`attnas pick` writes one) "
                          "or a spec name such as r50-c2:none-c3:gc16a-c4:se16s-c5:nl2a1")
-    arch = ArchSpec.from_json(path.read_text()) if path.is_file() else ArchSpec.from_name(spec)
+    arch = ArchSpec.from_file(path) if path.is_file() else ArchSpec.from_name(spec)
     count, params = count_flops(arch, resolution), count_params(arch)
     if as_json:
         print(json.dumps({"name": arch.name, "id": arch.id, "params": params, **count.to_dict()}))

@@ -67,8 +67,9 @@ def test_bad_input_gets_a_one_line_data_error(tmp_path, make, message, write_tre
     assert "\n" not in str(info.value)
 
 
-def test_corrupt_files_and_empty_classes_are_skipped_counted_and_listed(tmp_path, monkeypatch, write_tree, corrupt):
-    root = write_tree(tmp_path / "tree", {"a": 6, "b": 6, "empty": 0, "c": 6})
+def test_corrupt_files_are_skipped_counted_and_listed(tmp_path, monkeypatch, write_tree, corrupt):
+    """Unreadable files are skipped and listed (an empty class folder is refused: test_trainer_reliability)."""
+    root = write_tree(tmp_path / "tree", {"a": 6, "b": 6, "c": 6})
     corrupt(root / "train" / "a" / "002.JPEG", "truncate")
     corrupt(root / "train" / "c" / "005.JPEG", "garbage")
     monkeypatch.setattr(cache_mod, "IN_PROCESS_BELOW", 0)  # exercise the process pool on a tiny tree
@@ -78,7 +79,7 @@ def test_corrupt_files_and_empty_classes_are_skipped_counted_and_listed(tmp_path
     manifest = cache.manifest
     skipped = {s["file"]: s["reason"] for s in manifest["skipped"]}
     assert set(skipped) == {"train/a/002.JPEG", "train/c/005.JPEG"} and all(skipped.values())
-    assert manifest["empty_classes"] == ["empty"] and manifest["classes"] == ["a", "b", "c"]
+    assert manifest["classes"] == ["a", "b", "c"]
     total = manifest["counts"]["train"] + manifest["counts"]["holdout"]
     assert total == 16 and cache.train.images.shape[0] == manifest["counts"]["train"]
     assert manifest["counts"]["skipped"] == 2

@@ -193,6 +193,9 @@ def test_a_read_only_cache_folder_is_one_line(tmp_path, write_tree, small_tmpfs)
         ({"a": 5, "b": 3}, None, {"holdout_per_class": 3}, "class 'b' has only 3 images"),
         ({"a": 9, "b": 6}, None, {"holdout_per_class": 2, "train_per_class": 5}, "at most 4"),
         ({"a": 5, "b": 5}, "first-unreadable", {}, "000.JPEG cannot be read"),
+        ({"a": 5, "empty": 0, "b": 5}, None, {}, "train/empty holds no images; copy its images there or delete"),
+        ({"a": 5, "e1": 0, "b": 5, "e2": 0}, None, {"classes": ("a", "b", "e1", "e2")},
+         r"e1 holds no images \(2 empty: e1, e2\); copy its images there or leave it out of `classes`"),
         ({"a": 5, "b": 5}, "last-unreadable", {}, "004.JPEG cannot be read"),
     ],
 )
@@ -214,11 +217,11 @@ def test_check_subset_names_the_problem_before_anything_is_created(
 
 
 def test_check_subset_summarises_a_good_tree_and_samples_the_ends_of_each_class(tmp_path, write_tree, corrupt):
-    root = write_tree(tmp_path / "tree", {"a": 6, "b": 6, "empty": 0, "c": 6})
+    root = write_tree(tmp_path / "tree", {"a": 6, "b": 6, "c": 6})
     corrupt(root / "train" / "b" / "003.JPEG", "truncate")  # not sampled: left to the cache build to skip
     subset = SubsetSpec(root=str(root), holdout_per_class=2, train_per_class=3)
     summary = check_subset(subset)
-    assert summary.classes == ("a", "b", "c") and summary.empty_classes == ("empty",)
+    assert summary.classes == ("a", "b", "c")
     assert (summary.train_images, summary.holdout_images, summary.images_checked) == (9, 6, 6)
     assert summary.root == str(root)
     with pytest.raises(AttributeError):
