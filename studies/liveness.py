@@ -11,7 +11,8 @@ trial whose heartbeat goes stale (and is retried) rather than one RUNNING foreve
 they mark the trial RUNNING (Optuna fails only trials with a heartbeat row); on a journal file the claim's
 own RUNNING record is the first beat (its `datetime_start`, read until the trial has a heartbeat attr). A
 stale trial is failed and re-queued by `retry`: a WAITING copy with the same params and nothing else of the
-dead trial (no old heartbeat, no constraints, no user attrs), so the retry starts fresh. Recovery runs at
+dead trial (no old heartbeat, no constraints, no user attrs), so the retry starts fresh; why the dead one
+failed (when its worker last beat, where it ran) is stored for `attnas status` (`note_failure`). Recovery runs at
 most once per heartbeat interval: a heartbeat cannot go stale faster than that. While trials run, one
 heartbeat thread per worker (started with its first trial, kept) beats each of them every heartbeat interval.
 """
@@ -30,6 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import IntegrityError
 
 from . import storage as st
+from .environment import where
+from .records import ATTR, FAILURE_KEY
 
 HEARTBEAT_ATTR = "attnas:heartbeat"
 
@@ -49,6 +52,27 @@ def retry(study: optuna.Study, failed: FrozenTrial) -> bool:
         system_attrs={"failed_trial": failed.number, "retry_history": history},
     ))
     return True
+
+
+def stale_reason(trial: FrozenTrial, last_beat: float | None) -> str:
+    """Why a stale trial was failed, as `attnas status` shows it: when its worker last beat, and where it ran."""
+    ran = where((trial.user_attrs.get(ATTR) or {}).get("worker"))
+    when = f"last beat {time.time() - last_beat:.0f} s ago" if last_beat is not None else \
+        f"no beat for over {st.GRACE_S} s"
+    return (f"its worker's heartbeat stopped ({when}{'' if ran == '-' else ' on ' + ran}; grace {st.GRACE_S} s): "
+            "the worker was killed, lost its node or hung")
+
+
+def note_failure(study: optuna.Study, number: int, reason: str) -> None:
+    """Store why trial `number` failed in a study system attr (records.FAILURE_KEY): unlike the trial's own attrs,
+    it can still be written once the trial is FAIL, and it is a few hundred bytes."""
+    study._storage.set_study_system_attr(study._study_id, f"{FAILURE_KEY}{number}", reason)
+
+
+def note_stale(study: optuna.Study, trial: FrozenTrial, last_beat: float | None) -> None:
+    """`note_failure` for a trial failed as stale; a storage that refuses it costs the reason, never the retry."""
+    with contextlib.suppress(Exception):
+        note_failure(study, trial.number, stale_reason(trial, last_beat))
 
 
 class Liveness(ABC):
@@ -152,6 +176,7 @@ class SqlLiveness(Liveness):
 
         def callback(study: optuna.Study, trial: FrozenTrial) -> None:
             self._failed.append(trial.number)
+            note_stale(study, trial, None)  # Optuna keeps the time of the last beat to itself
             retry(study, trial)
 
         storage.heartbeat_stale_trial_callback = callback
@@ -185,6 +210,7 @@ class JournalLiveness(Liveness):
                 continue
             try:
                 if self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    note_stale(study, t, beat)
                     retry(study, self.storage.get_trial(t._trial_id))
                     failed.append(t.number)
             except optuna.exceptions.UpdateFinishedTrialError:

@@ -30,6 +30,9 @@ from .config import StudyError
 from .constraints import BUDGET_KEY, ELIGIBLE_KEY, constraint_values
 
 ATTR = "attnas"
+#: Study system attr `attnas:failure:<trial number>`: why a trial was failed when the trial could not say so
+#: itself (its worker's heartbeat stopped; its own record did not fit on a full disk). See docs/CONTRACT.md.
+FAILURE_KEY = "attnas:failure:"
 #: Objective name -> True when it is maximised. values[0] top-1, values[1] GFLOPs, optional values[2].
 MAXIMISE: dict[str, bool] = {"top1": True, "gflops": False, "params_m": False}
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("top1", "gflops", "params_m")
@@ -79,6 +82,8 @@ class TrialRecord:
     #: The sampler's choices (trial.params) and their distributions as optuna JSON (for importances).
     choices: Mapping[str, Any] = field(default_factory=dict)
     distributions: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: The trial that retried this failed or interrupted one (same params), when there is one.
+    retried_as: int | None = None
 
     @property
     def params_m(self) -> float | None:
@@ -108,13 +113,26 @@ class TrialRecord:
 
 
 def records(study: optuna.Study) -> list[TrialRecord]:
-    """Every trial of `study` as a record, by trial number."""
-    return [record(t) for t in study.get_trials(deepcopy=False)]
+    """Every trial of `study` as a record, by trial number, with the failure reasons and retries the study
+    holds about it (a failed trial's reason may live in the study's attrs: see FAILURE_KEY)."""
+    trials = study.get_trials(deepcopy=False)
+    reasons = failure_reasons(study) if any(t.state == TrialState.FAIL for t in trials) else {}
+    retries = {t.system_attrs["failed_trial"]: t.number for t in trials if "failed_trial" in t.system_attrs}
+    return [record(t, reasons.get(t.number), retries.get(t.number)) for t in trials]
 
 
-def record(trial: FrozenTrial) -> TrialRecord:
-    """The one function that reads a FrozenTrial (the contract's attr, else the legacy attrs)."""
+def failure_reasons(study: optuna.Study) -> dict[int, str]:
+    """Trial number -> the reason stored for it in the study system attrs (`FAILURE_KEY`)."""
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    return {int(k[len(FAILURE_KEY):]): str(v) for k, v in attrs.items() if k.startswith(FAILURE_KEY)}
+
+
+def record(trial: FrozenTrial, failure: str | None = None, retried_as: int | None = None) -> TrialRecord:
+    """The one function that reads a FrozenTrial (the contract's attr, else the legacy attrs); `failure` and
+    `retried_as` are what the study holds about it (`records` passes them)."""
     data = _attnas_data(trial)
+    if failure and not data.get("error"):
+        data = {**data, "error": failure}
     status = status_of(trial, data)
     trained_top1 = _number(data.get("top1"))
     constraints = constraint_values(trial)
@@ -144,6 +162,7 @@ def record(trial: FrozenTrial) -> TrialRecord:
         distributions=MappingProxyType(
             {k: optuna.distributions.distribution_to_json(d) for k, d in trial.distributions.items()}
         ),
+        retried_as=retried_as if status in (Status.FAILED, Status.INTERRUPTED) else None,
     )
 
 
@@ -305,6 +324,18 @@ def pick(rs: Iterable[TrialRecord], max_gflops: float, min_top1: float | None = 
     extra = f" and top-1 >= {min_top1}" if min_top1 is not None else ""
     fix = "raise --max-gflops" + (" or lower --min-top1" if min_top1 is not None else "")
     raise StudyError(f"no architecture within {max_gflops} GFLOPs{extra} ({hint}); {fix}")
+
+
+#: What a failed trial without any stored reason says: every attnas path that fails a trial records why, so
+#: only a write that could not reach the storage at all (or a trial failed by plain Optuna) leaves none.
+UNRECORDED = ("no error recorded: its worker could not write one (its storage full or unreachable) or was not "
+              "attnas; see that worker's log")
+
+
+def failure_text(r: TrialRecord) -> str:
+    """Why a failed or interrupted trial ended, on one line, and the trial that retried it."""
+    text = " ".join((r.error or UNRECORDED).split())
+    return text + (f"; retried as trial {r.retried_as}" if r.retried_as is not None else "")
 
 
 def counts(rs: Iterable[TrialRecord]) -> dict[str, int]:

@@ -19,7 +19,6 @@ the dedup index entry, constraints and first record together, then the final rec
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 import warnings
@@ -43,7 +42,7 @@ from .config import StudyConfig, StudyError
 from .fidelity import dedup_key, trial_seed
 from .goals import mark_ineligible
 from .journal import exclusive
-from .liveness import Liveness, for_storage, retry
+from .liveness import Liveness, for_storage, note_failure, retry
 from .queue import RECORD
 
 #: Duplicate proposals in a row after which a worker stops: the sampler keeps proposing what the study has.
@@ -345,12 +344,26 @@ def _rung_rule(ctx: Context, trial: optuna.Trial, key: str,
 
 def _fail(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[str, Any], message: str, *,
           requeue: bool) -> None:
-    """Record a failed trial; an interrupted one is queued again with its params (its checkpoint stays)."""
-    with contextlib.suppress(Exception):
-        trial.set_user_attr(RECORD, {**record, "error": message})
-    try:
-        study.tell(trial, state=TrialState.FAIL)
-    except Exception:
+    """Record a failed trial with why it failed; an interrupted one is queued again with its params (its checkpoint
+    stays).
+
+    The reason and the FAIL go together (one append on a journal file), so a trial is never FAIL without its
+    reason. If the whole record does not fit (a full disk: often the very error being recorded), the FAIL goes
+    with the reason alone, a few hundred bytes, in the study's attrs (`note_failure`); if even that cannot be
+    written, the trial stays RUNNING and is failed, with its reason, once its heartbeat is stale.
+    """
+    for write in (lambda: trial.set_user_attr(RECORD, {**record, "error": message}),
+                  lambda: note_failure(study, trial.number, message)):
+        try:
+            with exclusive(trial.storage):
+                write()
+                study.tell(trial, state=TrialState.FAIL)
+            break
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return  # failed (and retried) elsewhere already
+        except Exception:
+            continue
+    else:
         return
     if requeue:
         retry(study, ctx.storage.get_trial(trial._trial_id))

@@ -161,10 +161,9 @@ def is_database_error(exc: BaseException) -> bool:
 
 def failed_trial_lines(study: Any) -> list[str]:
     """One line per failed trial with its stored error, e.g. for `search` to print after its worker ends."""
-    from ..records import Status, records
+    from ..records import Status, failure_text, records
 
-    return [f"trial {r.number} failed: {' '.join((r.error or 'no error recorded').split())}"
-            for r in records(study) if r.status == Status.FAILED]
+    return [f"trial {r.number} failed: {failure_text(r)}" for r in records(study) if r.status == Status.FAILED]
 
 
 def require_success(study: Any) -> None:

@@ -47,7 +47,7 @@ def require_storage(info: st.StorageInfo) -> None:
 def status(study_file: StudyFile = None, storage: Storage = None, study: StudyName = None,
            as_json: Json = False) -> None:
     """Trials per status (trained, over budget, reused, diverged, failed, ...) and each failure's error."""
-    from ..records import Status, counts, records
+    from ..records import Status, counts, failure_text, records
 
     s, config = existing_study(study_file, storage, study)
     rs = records(s)
@@ -63,7 +63,7 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
         table.add_row(name.replace("_", " "), str(n))
     out.print(table)
     for r in failed:
-        out.print(f"trial {r.number} {r.status.value}: {r.error or 'no error recorded'}", markup=False)
+        out.print(f"trial {r.number} {r.status.value}: {failure_text(r)}", markup=False)
     if config:
         out.print(f"total: {config.trials}; objectives: {', '.join(config.objective_names)}; "
                   f"budget: {config.max_gflops or 'none'} GFLOPs")
