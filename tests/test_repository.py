@@ -2,7 +2,7 @@
 
 Why: docstrings once sent readers to a notes file on a developer's machine (`/work/notes/CONTRACT.md`); the
 contract now lives in docs/CONTRACT.md. `git grep` over the tracked files finds (1) paths under roots that
-only exist on someone's machine, and (2) repository paths (`docs/...md`, `studies/...py`, ...) that name no
+only exist on someone's machine, and (2) repository paths (a docs or package folder, then a file name) that name no
 file here. Illustrative paths in examples (`/data/imagenet`, `/shared/attnas/...`) and system paths
 (`/dev/shm`, `/proc`, `/usr/share/datasets`) are not references to files a reader should find, so they pass.
 """
