@@ -149,3 +149,20 @@ def test_read_commands_read_past_a_torn_journal_tail_and_write_nothing(tmp_path:
     assert sorted(p.name for p in path.parent.iterdir()) == ["study.log"]  # no .bak-*, no .rejected, no .lock
     st.open_storage(st.parse(str(path)))  # a writer's open heals it, as before
     assert path.with_name("study.log.rejected").read_bytes() == torn + b"\n"
+
+
+def test_binary_class_and_space_files_are_named(tmp_path: Path) -> None:
+    """The other text files attnas reads: a class list (`classes = "file:..."`) and a space file."""
+    from search_space import SearchSpace, SpecError
+    from trainer import DataError, SubsetSpec, split_subset
+
+    root = tmp_path / "tree"
+    for wnid in ("a", "b"):
+        (root / "train" / wnid).mkdir(parents=True)
+    wnids, space = tmp_path / "wnids.txt", tmp_path / "space.toml"
+    wnids.write_bytes(BINARY)
+    space.write_bytes(BINARY)
+    with pytest.raises(DataError, match=rf"class file '{wnids}' is not text \(not UTF-8\); give one wnid per line"):
+        split_subset(SubsetSpec(root=str(root), classes=f"file:{wnids}"))
+    with pytest.raises(SpecError, match=rf"space file {space} is not text \(not UTF-8\)"):
+        SearchSpace.from_file(space)
