@@ -20,11 +20,13 @@ Paths = Annotated[list[Path], typer.Argument(metavar="[STUDY_FILE] DIR",
 @app.command()
 def export(paths: Paths, storage: Storage = None, study: StudyName = None, force: Force = False) -> None:
     """Write a self-contained folder: study file, trial records (JSON lines), specs, environment, report."""
+    from ..export import check_target
     from ..export import export as write_folder
 
     if len(paths) > 2:
         raise StudyError("export: give at most a study file and a folder (or --storage URL --study NAME DIR)")
     study_file, folder = (paths[0], paths[1]) if len(paths) == 2 else (None, paths[0])
+    check_target(folder, force)  # before the storage is opened: a refusal costs nothing
     s, _ = existing_study(study_file, storage, study)
     done = write_folder(s, folder, force=force)
     out.print(f"exported study {s.study_name!r}: {done['trials']} trial record(s), {done['specs']} spec(s), "

@@ -158,21 +158,26 @@ seed = 0
 def test_export_round_trip_and_reads_without_the_data(tmp_path: Path, attnas_cache: Path, attnas,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A study on an ImageFolder tree: export it, re-create it from the folder, then delete the data and read."""
+    from typer.testing import CliRunner
+
+    from studies.cli import app
     from trainer import write_digits_tree
 
     monkeypatch.setenv("ATTNAS_CACHE", str(attnas_cache))
     root = write_digits_tree(tmp_path / "tree")
     path = tmp_path / "exp.toml"
     path.write_text(TREE_STUDY.format(name="exp", db=tmp_path / "exp.db", root=root))
-    assert attnas("search", str(path), cwd=tmp_path, timeout=300).returncode == 0
+    searched = attnas("search", str(path), cwd=tmp_path, timeout=300)
+    assert searched.returncode == 0, searched.stderr
+    cli = CliRunner()
 
     folder = tmp_path / "export"
-    proc = attnas("export", str(path), str(folder))
-    assert proc.returncode == 0 and "2 trial record(s)" in proc.stdout, proc.stderr
+    done = cli.invoke(app, ["export", str(path), str(folder)])
+    assert done.exit_code == 0 and "2 trial record(s)" in done.stdout, done.output
     study = st.load(st.open_storage(st.parse(f"sqlite:///{tmp_path / 'exp.db'}")), "exp")
     lines = [json.loads(line) for line in (folder / "trials.jsonl").read_text().splitlines()]
-    assert lines == [json.loads(json.dumps(r.to_dict())) for r in records(study)]
-    front = json.loads(attnas("front", str(path), "--json").stdout)
+    assert lines == [json.loads(json.dumps(r.to_dict())) for r in records(study)]  # = `attnas front --json` rows
+    front = json.loads(cli.invoke(app, ["front", str(path), "--json"]).stdout)
     assert front and all(r in lines for r in front)
     assert {p.stem for p in (folder / "specs").iterdir()} == {r["spec_id"] for r in lines}
     env = json.loads((folder / "environment.json").read_text())
@@ -181,18 +186,20 @@ def test_export_round_trip_and_reads_without_the_data(tmp_path: Path, attnas_cac
 
     again = attnas("export", str(path), str(folder))  # a non-empty folder: one line, nothing written
     assert again.returncode == 1 and again.stderr.count("\n") == 1 and "--force" in again.stderr
-    assert attnas("export", "--storage", f"sqlite:///{tmp_path / 'exp.db'}", "--study", "exp", str(folder),
-                  "--force").returncode == 0
+    forced = cli.invoke(app, ["export", "--storage", f"sqlite:///{tmp_path / 'exp.db'}", "--study", "exp",
+                              str(folder), "--force"])
+    assert forced.exit_code == 0, forced.output
 
     fresh = f"sqlite:///{tmp_path / 'fresh.db'}"  # the exported study file re-creates the study elsewhere
-    created = attnas("create", str(folder / "study.yaml"), "--storage", fresh, cwd=tmp_path)
-    assert created.returncode == 0, created.stderr
+    monkeypatch.chdir(tmp_path)
+    created = cli.invoke(app, ["create", str(folder / "study.yaml"), "--storage", fresh])
+    assert created.exit_code == 0, created.output
     recreated = st.load(st.open_storage(st.parse(fresh)), "exp")
     assert st.stored_config(recreated).identity() == st.stored_config(study).identity()
 
     shutil.rmtree(root)  # reads never touch the data: the front keeps its ± and status shows the environment
-    shown = attnas("front", str(path))
-    assert shown.returncode == 0 and re.search(r"\d+\.\d%\s+│\s+\d+\.\d\s+│", shown.stdout), shown.stdout
-    status = attnas("status", str(path))
-    assert status.returncode == 0 and "environment of 1 worker(s)" in status.stdout
+    shown = cli.invoke(app, ["front", str(path)])
+    assert shown.exit_code == 0 and re.search(r"\d+\.\d%\s+│\s+\d+\.\d\s+│", shown.stdout), shown.stdout
+    status = cli.invoke(app, ["status", str(path)])
+    assert status.exit_code == 0 and "environment of 1 worker(s)" in status.stdout
     assert torch.__version__ in status.stdout
