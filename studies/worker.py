@@ -134,12 +134,16 @@ def data_summary(found: trainer.SubsetCheck) -> dict[str, Any]:
 
 
 def store_data(study: optuna.Study, found: trainer.SubsetCheck | None) -> None:
-    """Store `data_summary` as the study's `attnas.data` user attr, written only when missing or changed."""
+    """Store `data_summary` as the study's `attnas.data` user attr once; a worker that sees other data (a class
+    folder missing or half-copied on its node) says so in one line instead of overwriting it."""
     if found is None:
         return
-    summary = data_summary(found)
-    if study.user_attrs.get(DATA_ATTR) != summary:
+    summary, stored = data_summary(found), study.user_attrs.get(DATA_ATTR)
+    if stored is None:
         study.set_user_attr(DATA_ATTR, summary)
+    elif stored != summary:
+        log.warning(f"warning: this worker sees {summary} in {found.root}, but the study was made with {stored}; "
+                    "its trials train on other images (copy the same data set to every node)")
 
 
 def warn_mixed(study: optuna.Study, number: int) -> None:

@@ -203,3 +203,19 @@ def test_export_round_trip_and_reads_without_the_data(tmp_path: Path, attnas_cac
     status = cli.invoke(app, ["status", str(path)])
     assert status.exit_code == 0 and "environment of 1 worker(s)" in status.stdout
     assert torch.__version__ in status.stdout
+
+
+def test_the_data_summary_is_stored_once_and_other_data_warns(caplog: pytest.LogCaptureFixture) -> None:
+    from studies.worker import store_data
+    from trainer import SubsetCheck
+
+    study = optuna.create_study()
+    seen = SubsetCheck("/data", ("a", "b"), train_images=20, holdout_images=8, empty_classes=(), images_checked=4)
+    store_data(study, seen)
+    assert study.user_attrs["attnas.data"] == {"classes": 2, "train_images": 20, "holdout_images": 8}
+    with caplog.at_level(logging.WARNING, logger="studies.worker"):
+        store_data(study, seen)
+        assert not caplog.records
+        store_data(study, SubsetCheck("/data", ("a",), 10, 4, ("b",), 2))  # a node missing a class folder
+    assert len(caplog.records) == 1 and "/data" in caplog.records[0].getMessage()
+    assert study.user_attrs["attnas.data"]["holdout_images"] == 8  # the study's own is kept
