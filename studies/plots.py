@@ -267,7 +267,7 @@ def run_lines(run: dict[str, Any]) -> list[str]:
     """The section's facts as sentences; what the study does not know says so."""
     return [space_line(run["space"]), budget_line(run["budget"]), sampler_line(run["sampler"]),
             trials_line(run["counts"], run["planned"]), compute_line(run["compute"]),
-            fidelity_line(run["fidelity"]), baseline_line(run["random_baseline"])]
+            fidelity_line(run["fidelity"]), baseline_line(run["random_baseline"], run["sampler"])]
 
 
 def space_line(space: dict[str, Any] | None) -> str:
@@ -275,7 +275,8 @@ def space_line(space: dict[str, Any] | None) -> str:
         return "Search space: not stored with the study."
     settings = space["settings"]
     kinds_ = "; ".join(f"{s} {'/'.join(k)}" for s, k in (settings.get("kinds") or {}).items())
-    rest = ", ".join(f"{k} {v}" for k, v in settings.items() if k != "kinds")
+    rest = ", ".join(f"{k} {'/'.join(map(str, v))}" if isinstance(v, list) else f"{k} {v}"
+                     for k, v in settings.items() if k != "kinds")
     return f"Search space: {space['size']:,} architectures ({kinds_}; {rest})."
 
 
@@ -318,7 +319,9 @@ def fidelity_line(f: dict[str, Any] | None) -> str:
             f"(linked study {f['linked_study']}); {f['front_kept']} of {f['front_size']} front members kept.")
 
 
-def baseline_line(b: dict[str, Any] | None) -> str:
+def baseline_line(b: dict[str, Any] | None, sampler: dict[str, Any] | None = None) -> str:
+    if not b and sampler and sampler["name"] == "random":
+        return "Random-sampler comparison: this study is the random sampler."
     if not b:
         return ("Random-sampler comparison: not run (run this study file with [sampler] name = \"random\" under "
                 "another name in the same storage, then rebuild this report).")

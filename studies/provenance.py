@@ -13,6 +13,7 @@ hypervolume reference point.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -120,9 +121,8 @@ def random_baseline(study: optuna.Study, config: StudyConfig | None) -> dict[str
 def find_random_twin(study: optuna.Study, config: StudyConfig) -> optuna.Study | None:
     """A study in the same storage with this one's identity and the random sampler (the first by name)."""
     from .config import StudyError, from_dict
-    from .storage import _normal
 
-    mine = _normal(config.identity())
+    mine = plain(config.identity())
     for summary in sorted(optuna.get_all_study_summaries(study._storage, include_best_trial=False),
                           key=lambda s: s.study_name):
         stored = summary.user_attrs.get("attnas.config")
@@ -131,11 +131,16 @@ def find_random_twin(study: optuna.Study, config: StudyConfig) -> optuna.Study |
         if (stored.get("sampler") or {}).get("name") != RANDOM:
             continue
         try:
-            if _normal(from_dict(dict(stored)).identity()) == mine:
+            if plain(from_dict(dict(stored)).identity()) == mine:
                 return optuna.load_study(study_name=summary.study_name, storage=study._storage)
         except StudyError:
             continue
     return None
+
+
+def plain(value: Any) -> Any:
+    """JSON round-trip form, so identities stored by different backends (tuples/lists, ints/floats) compare."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def shared_reference(a: Sequence[TrialRecord], b: Sequence[TrialRecord],
