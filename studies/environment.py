@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+from pathlib import Path
 from typing import Any
 
 #: Slurm's variables that name a task, under the short keys attnas records.
@@ -33,3 +35,109 @@ def where(ident: dict[str, Any] | None) -> str:
     if slurm.get("job"):
         return f"{ident.get('host')} slurm {slurm['job']}"
     return f"{ident.get('host')}:{ident.get('pid')}"
+
+
+# -- what made a study: recorded once per worker ------------------------------------------------------------
+#: Study system attr prefix of each worker's environment record: `attnas:env:<worker number>`.
+ENV_KEY = "attnas:env:"
+#: What two workers of one study should share: a mixed cluster (other versions, another device type) is a
+#: common cause of a study that does not reproduce, so a worker that differs from worker 0 in any says so.
+MATCHING = ("attnas", "torch", "torchvision", "optuna", "device")
+GIT_TIMEOUT_S = 2.0
+
+
+def environment(device: str = "cpu", worker: int | None = None) -> dict[str, Any]:
+    """How this worker runs, JSON-ready: versions (and attnas' git commit), device and its name, threads, host,
+    start time. Stored with the study (studies.queue.join) so a result says what made it."""
+    import platform
+    from datetime import UTC, datetime
+
+    import optuna
+    import torch
+    import torchvision
+
+    commit, dirty = git_state()
+    return {"worker": worker, **identity(), "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "attnas": package_version(), "commit": commit, "dirty": dirty, "python": platform.python_version(),
+            "torch": torch.__version__, "torchvision": torchvision.__version__, "optuna": optuna.__version__,
+            "device": device_type(device), "device_name": device_name(device), "threads": torch.get_num_threads()}
+
+
+def package_version() -> str | None:
+    """attnas' installed version (None when it runs from a tree that was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("attnas")
+    except PackageNotFoundError:
+        return None
+
+
+def source_root() -> Path:
+    """The folder holding attnas' packages (a git checkout for an editable install, else site-packages)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def git_state(root: Path | None = None) -> tuple[str | None, bool | None]:
+    """(HEAD commit, uncommitted changes to tracked files) of the checkout attnas runs from; (None, None) when it
+    is not one, git is missing or slow. Never raises: provenance must not stop a worker."""
+    root = root or source_root()
+    if not (root / ".git").exists():
+        return None, None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT_S)
+        if head.returncode != 0:
+            return None, None
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return head.stdout.strip() or None, bool(changed.stdout.strip()) if changed.returncode == 0 else None
+
+
+def device_type(device: str) -> str:
+    """'cuda:1' -> 'cuda', 'cpu' -> 'cpu'."""
+    return device.split(":", 1)[0]
+
+
+def device_name(device: str) -> str | None:
+    """The GPU's name under CUDA (torch.cuda.get_device_name), else the CPU model: two CPUs' float results can
+    steer a sampler apart, so the model is part of what made a study."""
+    try:
+        if device_type(device) == "cuda":
+            import torch
+
+            return str(torch.cuda.get_device_name(device))
+        return cpu_model()
+    except Exception:
+        return None
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what `platform` knows)."""
+    import platform
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith(("model name", "hardware", "processor\t: ")) and ":" in line:
+                value = line.split(":", 1)[1].strip()
+                if value and not value.isdigit():
+                    return value
+    return platform.processor() or platform.machine() or None
+
+
+def differences(first: dict[str, Any], other: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The MATCHING keys on which `other` differs from `first`: key -> (first's value, other's value)."""
+    return {k: (first.get(k), other.get(k)) for k in MATCHING if first.get(k) != other.get(k)}
+
+
+def mismatch_line(first: dict[str, Any], other: dict[str, Any]) -> str | None:
+    """One warning line when a joining worker's versions or device type differ from worker 0's, else None."""
+    diff = differences(first, other)
+    if not diff:
+        return None
+    what = ", ".join(f"{k} {b} (worker {first.get('worker', 0)}: {a})" for k, (a, b) in diff.items())
+    return (f"warning: worker {other.get('worker')} on {other.get('host')} differs from worker "
+            f"{first.get('worker', 0)} on {first.get('host')}: {what}; a mixed setup may not reproduce the study")

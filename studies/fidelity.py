@@ -41,7 +41,16 @@ from .fidelity_stats import (
     seed_sigma,
     spread_to_noise,
 )
-from .records import Status, TrialRecord, front_candidates, objectives_of, pareto_front, record, records
+from .records import (
+    Status,
+    TrialRecord,
+    data_summary,
+    front_candidates,
+    objectives_of,
+    pareto_front,
+    record,
+    records,
+)
 
 SUFFIX = "-fidelity"
 SEED_ATTR = "attnas.seed"  # trial user attr: the training seed of this trial (replaces the schedule's)
@@ -260,6 +269,19 @@ def holdout_images(config: StudyConfig | None) -> int | None:
         return None
 
 
+def study_holdout_images(study: optuna.Study) -> int | None:
+    """The held-out set's size for reads, without touching the data: what the study stored when a worker
+    started (records.DATA_ATTR), else holdout_per_class × the listed classes, else None (an older study with
+    `classes = "all"` gains it the next time a worker or `attnas create` opens it)."""
+    stored = data_summary(study)
+    if stored and stored.get("holdout_images"):
+        return int(stored["holdout_images"])
+    config = st.stored_config(study)
+    if config is not None and isinstance(config.data.classes, tuple | list):
+        return config.data.holdout_per_class * len(config.data.classes)
+    return None
+
+
 def measure(parent: optuna.Study, linked: optuna.Study, images: int | None, s: Settings) -> dict[str, Any]:
     """Proxy vs high fidelity, JSON-ready: rank agreement, seed noise, front retention and ties."""
     objectives = objectives_of(parent)
@@ -338,4 +360,4 @@ def front_noise(front: Sequence[TrialRecord], images: int | None) -> dict[str, A
 
 def study_front_noise(study: optuna.Study) -> dict[str, Any]:
     """`front_noise` of a stored study's front, with its held-out size from the stored study file."""
-    return front_noise(pareto_front(records(study), objectives_of(study)), holdout_images(st.stored_config(study)))
+    return front_noise(pareto_front(records(study), objectives_of(study)), study_holdout_images(study))

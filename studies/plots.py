@@ -218,3 +218,113 @@ def page(title: str, sections: Sequence[str]) -> str:
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style>"
         "</head><body>\n" + "\n".join(sections) + "\n</body></html>\n"
     )
+
+
+# -- how the study was run (studies.provenance.run_summary) -------------------------------------------------------
+ENV_COLUMNS = ("workers", "hosts", "attnas", "commit", "python", "torch", "torchvision", "optuna", "device",
+               "device_name", "threads", "started")
+
+
+def run_section(run: dict[str, Any] | None) -> str:
+    """"How this study was run": one line per fact, then the environment table (differing columns marked)."""
+    if not run:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in run_lines(run))
+    env = run["environment"]
+    rows = [{c + (" ≠" if c in env["differ"] else ""): env_cell(row, c) for c in ENV_COLUMNS} for row in env["rows"]]
+    mixed = (f"<p id='environment-mixed'><b>Workers differ in {html.escape(', '.join(env['mixed']))}</b>: "
+             "a mixed setup may not reproduce this study.</p>") if env["mixed"] else ""
+    table = table_html("Environment (one row per distinct setup; ≠ marks what differs)", rows) if rows else (
+        "<h2>Environment</h2><p>Not recorded (the study's workers ran an attnas older than this record).</p>")
+    return f"<h2 id='how-run'>How this study was run</h2><ul id='run-summary'>{items}</ul>{mixed}{table}"
+
+
+def env_cell(row: dict[str, Any], column: str) -> str:
+    """An environment table cell: worker numbers and hosts as lists, the commit short (+ when dirty)."""
+    value = row.get(column)
+    if column == "workers":
+        return spans([v for v in value or () if isinstance(v, int)])
+    if column == "hosts":
+        hosts = [str(v) for v in value or ()]
+        return ", ".join(hosts) if len(hosts) <= 3 else f"{', '.join(hosts[:2])}, … ({len(hosts)} hosts)"
+    if column == "commit":
+        return "" if not value else str(value)[:10] + ("+" if row.get("dirty") else "")
+    return "" if value is None else str(value)
+
+
+def spans(numbers: Sequence[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8' (a Slurm array's workers in a few characters)."""
+    out: list[str] = []
+    for n in sorted(set(numbers)):
+        if out and out[-1].split("-")[-1] == str(n - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)
+
+
+def run_lines(run: dict[str, Any]) -> list[str]:
+    """The section's facts as sentences; what the study does not know says so."""
+    return [space_line(run["space"]), budget_line(run["budget"]), sampler_line(run["sampler"]),
+            trials_line(run["counts"], run["planned"]), compute_line(run["compute"]),
+            fidelity_line(run["fidelity"]), baseline_line(run["random_baseline"], run["sampler"])]
+
+
+def space_line(space: dict[str, Any] | None) -> str:
+    if not space:
+        return "Search space: not stored with the study."
+    settings = space["settings"]
+    kinds_ = "; ".join(f"{s} {'/'.join(k)}" for s, k in (settings.get("kinds") or {}).items())
+    rest = ", ".join(f"{k} {'/'.join(map(str, v))}" if isinstance(v, list) else f"{k} {v}"
+                     for k, v in settings.items() if k != "kinds")
+    return f"Search space: {space['size']:,} architectures ({kinds_}; {rest})."
+
+
+def budget_line(b: dict[str, Any] | None) -> str:
+    if not b:
+        return "Budget per trial: not stored with the study."
+    images = (f"{b['train_images']} training and {b['holdout_images']} held-out images of {b['classes']} classes"
+              if b.get("train_images") is not None else
+              f"{b['train_per_class'] or 'all'} training and {b['holdout_per_class']} held-out images per class")
+    seeds = f"{b['seeds']} seed(s) from seed {b['seed']}"
+    flops = f"FLOP budget {b['max_gflops']:g} GFLOPs" if b.get("max_gflops") else "no FLOP budget"
+    return (f"Budget per trial: {b['epochs']} epoch(s) × {seeds}, {images} ({b['data']}) at {b['resolution']} px, "
+            f"width × {b['width_mult']}, batch {b['batch_size']}; early stopping {b['early_stopping']}; GFLOPs "
+            f"counted at {b['deploy_resolution']} px, {flops}.")
+
+
+def sampler_line(s: dict[str, Any] | None) -> str:
+    if not s:
+        return "Sampler: not stored with the study."
+    seed = "unseeded" if s["seed"] is None else f"seed {s['seed']} (worker 0; later workers derive theirs from it)"
+    return f"Sampler: {s['name']}, {seed}; {s['workers']} worker(s) recorded."
+
+
+def trials_line(counts: dict[str, int], planned: int | None) -> str:
+    tally = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items()) or "none yet"
+    return f"Trials: {tally}" + (f" (the study asks for {planned})." if planned else ".")
+
+
+def compute_line(c: dict[str, Any]) -> str:
+    return (f"Compute: {c['seconds']:.1f} s of training over {c['epochs']} epoch(s) in {c['trials']} trained "
+            "trial(s), as recorded (all seeds counted; failed trials record none).")
+
+
+def fidelity_line(f: dict[str, Any] | None) -> str:
+    if not f:
+        return "Proxy fidelity: not measured (`attnas fidelity` retrains the front at a higher fidelity)."
+    tau = "n/a" if f["kendall_tau"] is None else f"{f['kendall_tau']:.2f}"
+    rho = "n/a" if f["spearman_rho"] is None else f"{f['spearman_rho']:.2f}"
+    return (f"Proxy fidelity: Kendall τ {tau}, Spearman ρ {rho} over {f['architectures']} architectures "
+            f"(linked study {f['linked_study']}); {f['front_kept']} of {f['front_size']} front members kept.")
+
+
+def baseline_line(b: dict[str, Any] | None, sampler: dict[str, Any] | None = None) -> str:
+    if not b and sampler and sampler["name"] == "random":
+        return "Random-sampler comparison: this study is the random sampler."
+    if not b:
+        return ("Random-sampler comparison: not run (run this study file with [sampler] name = \"random\" under "
+                "another name in the same storage, then rebuild this report).")
+    return (f"Random-sampler comparison: study {b['study']} ({b['trials']} trials) reaches hypervolume "
+            f"{b['hypervolume']:.4g}; this study ({b['this_trials']} trials) {b['this_hypervolume']:.4g} "
+            "(one reference point for both).")

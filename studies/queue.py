@@ -24,7 +24,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .journal import AttnasJournalStorage
+from .environment import ENV_KEY
+from .journal import AttnasJournalStorage, exclusive
 from .storage import StorageInfo
 
 RECORD = "attnas"  # the trial's one user attr (docs/CONTRACT.md)
@@ -163,10 +164,16 @@ def index_existing(info: StorageInfo, storage: Any, study: optuna.Study) -> int:
     return done
 
 
-def join(info: StorageInfo, storage: Any, study: optuna.Study) -> int:
-    """This worker's number (0 for the first worker of the study, then 1, 2, ...)."""
+def join(info: StorageInfo, storage: Any, study: optuna.Study, env: dict[str, Any] | None = None) -> int:
+    """This worker's number (0 for the first worker of the study, then 1, 2, ...).
+
+    With `env` (studies.environment.environment()), the worker's environment is stored with its number as
+    `attnas:env:<number>`, in the same step: one append on a journal file.
+    """
     sid = study_id(storage, study)
-    with lock(info, storage, study.study_name):
+    with lock(info, storage, study.study_name), exclusive(storage):
         number = int(storage.get_study_system_attrs(sid).get(WORKERS_KEY, 0))
         storage.set_study_system_attr(sid, WORKERS_KEY, number + 1)
+        if env is not None:
+            storage.set_study_system_attr(sid, ENV_KEY + str(number), {**env, "worker": number})
     return number

@@ -344,3 +344,44 @@ def counts(rs: Iterable[TrialRecord]) -> dict[str, int]:
     for r in rs:
         tally[r.status.value] += 1
     return {k: v for k, v in tally.items() if v}
+
+
+# -- how the study was made: stored once, read here ----------------------------------------------------------
+#: Study user attr with what reads need of the data (classes, train and held-out images; studies.worker).
+DATA_ATTR = "attnas.data"
+
+
+def environments(study: optuna.Study) -> list[dict[str, Any]]:
+    """Each worker's environment record (studies.environment, stored when it joined), by worker number."""
+    from .environment import ENV_KEY
+
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    envs = [dict(v) for k, v in attrs.items() if k.startswith(ENV_KEY) and isinstance(v, Mapping)]
+    return sorted(envs, key=lambda e: (e.get("worker") is None, e.get("worker") or 0))
+
+
+def setups(envs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Workers grouped by setup (versions, commit, Python, device and its name, threads): one row per distinct
+    setup with its workers and hosts, and the keys on which the rows differ (what may stop a rerun matching)."""
+    from .environment import MATCHING
+
+    keys = ("attnas", "commit", "dirty", "python", "torch", "torchvision", "optuna", "device", "device_name",
+            "threads")
+    rows: dict[tuple[str, ...], dict[str, Any]] = {}
+    for env in envs:
+        key = tuple(repr(env.get(k)) for k in keys)
+        row = rows.setdefault(key, {**{k: env.get(k) for k in keys}, "workers": [], "hosts": [],
+                                    "started": env.get("started")})
+        row["workers"].append(env.get("worker"))
+        if env.get("host") not in row["hosts"]:
+            row["hosts"].append(env.get("host"))
+    listed = list(rows.values())
+    differ = [k for k in keys if len({repr(r[k]) for r in listed}) > 1]
+    return {"workers": len(envs), "rows": listed, "differ": differ,
+            "mixed": [k for k in differ if k in MATCHING]}
+
+
+def data_summary(study: optuna.Study) -> dict[str, Any] | None:
+    """What the study stored of its data when a worker started (DATA_ATTR), or None for an older study."""
+    stored = study.user_attrs.get(DATA_ATTR)
+    return dict(stored) if isinstance(stored, Mapping) else None

@@ -28,12 +28,15 @@ from search_space.registry import kinds
 from search_space.spec import STAGES
 from studies import plots, stopping
 from studies.config import StudyConfig
-from studies.fidelity import STUDY_ATTR, front_noise, holdout_images
+from studies.fidelity import STUDY_ATTR, front_noise, study_holdout_images
+from studies.provenance import random_baseline, run_summary
 from studies.records import (
     MAXIMISE,
     Status,
     TrialRecord,
     counts,
+    data_summary,
+    environments,
     hypervolume_history,
     objectives_of,
     pareto_front,
@@ -63,10 +66,13 @@ def study_report_data(study: optuna.Study, budget: float | None = None) -> dict[
     config = stored_config(study)
     if budget is None:
         budget = config.max_gflops if config is not None else None
-    return report_data(records(study), objectives=objectives_of(study), study_name=study.study_name, budget=budget,
-                       holdout=holdout_images(config), fidelity=study.user_attrs.get(STUDY_ATTR),
+    rs = records(study)
+    fidelity = study.user_attrs.get(STUDY_ATTR)
+    run = run_summary(rs, config, environments(study), data_summary(study), fidelity, random_baseline(study, config))
+    return report_data(rs, objectives=objectives_of(study), study_name=study.study_name, budget=budget,
+                       holdout=study_holdout_images(study), fidelity=fidelity,
                        rungs=configured_rungs(config), rung_records=stopping.rung_records(study),
-                       schedule_epochs=config.schedule.epochs if config is not None else None)
+                       schedule_epochs=config.schedule.epochs if config is not None else None, run=run)
 
 
 def configured_rungs(config: StudyConfig | None) -> tuple[int, ...]:
@@ -81,13 +87,14 @@ def report_data(rs: Sequence[TrialRecord], objectives: Sequence[str] = ("top1", 
                 budget: float | None = None, holdout: int | None = None,
                 fidelity: dict[str, Any] | None = None, rungs: Sequence[int] = (),
                 rung_records: Sequence[stopping.RungRecord] = (),
-                schedule_epochs: int | None = None) -> dict[str, Any]:
+                schedule_epochs: int | None = None, run: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the report shows, JSON-ready (records as `TrialRecord.to_dict()`).
 
     `holdout` is the held-out set's size (its binomial error marks single-run front members' noise);
     `fidelity` is what `attnas fidelity` stored for the study, or None. `rungs`, `rung_records` and
     `schedule_epochs` place the learning curves: where MO-ASHA judges, where each stopped trial was
-    stopped, and how long a full run is.
+    stopped, and how long a full run is. `run` is studies.provenance.run_summary (how the study was run);
+    without it, the part the records alone tell (outcomes, compute).
     """
     objectives = tuple(objectives)
     front = pareto_front(rs, objectives)
@@ -118,6 +125,7 @@ def report_data(rs: Sequence[TrialRecord], objectives: Sequence[str] = ("top1", 
                         "final": history[-1]["hypervolume"] if history else 0.0},
         "fidelity": fidelity,
         "curves": learning_curves(rs, rungs, rung_records, schedule_epochs),
+        "run": run if run is not None else run_summary(rs, None, ()),
     }
 
 
@@ -274,7 +282,7 @@ def report_html(data: dict[str, Any]) -> str:
     if not data["points"]:
         body = "<p><b>No trained trials yet</b>: nothing to plot. Run the study, then rebuild this report.</p>"
         sections = [head, body, plots.table_html("Trials that did not train", data["not_trained"]),
-                    curves_section(data["curves"], include_js=True)]
+                    curves_section(data["curves"], include_js=True), plots.run_section(data.get("run"))]
         return plots.page(title, [s for s in sections if s])
     reference = data["hypervolume"]["reference"]
     sections = [
@@ -291,6 +299,7 @@ def report_html(data: dict[str, Any]) -> str:
         "(0 for top-1, 1.1 × the largest trained value otherwise); only the front's trained trials count.</p>",
         importance_section(data["importances"]),
         plots.figure_html(plots.stage_effect_figure(data["stage_effects"]), "stage-effect-plot"),
+        plots.run_section(data.get("run")),
     ]
     return plots.page(title, [s for s in sections if s])
 

@@ -19,6 +19,7 @@ the dedup index entry, constraints and first record together, then the final rec
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 import warnings
@@ -39,11 +40,15 @@ from trainer.checkpoint import FILE as CHECKPOINT
 from . import queue, stopping, tracking
 from . import storage as st
 from .config import StudyConfig, StudyError
+from .environment import environment, mismatch_line
 from .fidelity import dedup_key, trial_seed
 from .goals import mark_ineligible
 from .journal import exclusive
 from .liveness import Liveness, for_storage, note_failure, retry
 from .queue import RECORD
+from .records import DATA_ATTR, environments
+
+log = logging.getLogger(__name__)
 
 #: Duplicate proposals in a row after which a worker stops: the sampler keeps proposing what the study has.
 MAX_DUPLICATES = 50
@@ -68,6 +73,8 @@ class Context:
     train: Callable[..., trainer.ProxyResult] = trainer.proxy_train
     #: How a trial stopped early is told to Optuna: "pruned" or "complete" (its rung values); see studies.stopping.
     stopped_as: str = STOPPED_AS
+    #: What `check_subset` found (classes, train and held-out images): stored with the study (`DATA_ATTR`).
+    data: trainer.SubsetCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -95,10 +102,10 @@ def context(config: StudyConfig) -> Context:
     info = st.resolve(config)
     device = trainer.resolve_device(config.device, f"study file {config.source or ''} `device`")
     subset = config.data.subset()
-    trainer.check_subset(subset)  # every data check training would make, before any storage exists
+    found = trainer.check_subset(subset)  # every data check training would make, before any storage exists
     storage = st.open_storage(info)
     return Context(config, info, storage, for_storage(info, storage), subset, device,
-                   st.artifact_dir(config, info), config.folder / "runs")
+                   st.artifact_dir(config, info), config.folder / "runs", data=found)
 
 
 def start(config: StudyConfig, *, join: bool = False) -> tuple[Context, optuna.Study]:
@@ -110,9 +117,42 @@ def start(config: StudyConfig, *, join: bool = False) -> tuple[Context, optuna.S
     study = st.create_or_resume(config, ctx.storage)
     queue.index_existing(ctx.info, ctx.storage, study)
     queue.top_up(ctx.info, ctx.storage, study, config.trials)
+    store_data(study, ctx.data)
     if join:
-        study.sampler = st.make_sampler(config, queue.join(ctx.info, ctx.storage, study))
+        number = queue.join(ctx.info, ctx.storage, study, environment(ctx.device))
+        warn_mixed(study, number)
+        study.sampler = st.make_sampler(config, number)
     return ctx, study
+
+
+def data_summary(found: trainer.SubsetCheck) -> dict[str, Any]:
+    """What reads need of the data (the held-out count for the front's ±, the budget per trial), so that no
+    read scans the dataset (slow on ImageNet over NFS, impossible on a machine without it)."""
+    return {"classes": len(found.classes), "train_images": found.train_images,
+            "holdout_images": found.holdout_images}
+
+
+def store_data(study: optuna.Study, found: trainer.SubsetCheck | None) -> None:
+    """Store `data_summary` as the study's `attnas.data` user attr once; a worker that sees other data (a class
+    folder missing or half-copied on its node) says so in one line instead of overwriting it."""
+    if found is None:
+        return
+    summary, stored = data_summary(found), study.user_attrs.get(DATA_ATTR)
+    if stored is None:
+        study.set_user_attr(DATA_ATTR, summary)
+    elif stored != summary:
+        log.warning(f"warning: this worker sees {summary} in {found.root}, but the study was made with {stored}; "
+                    "its trials train on other images (copy the same data set to every node)")
+
+
+def warn_mixed(study: optuna.Study, number: int) -> None:
+    """One line on stderr when this worker's versions or device type differ from worker 0's."""
+    envs = {e.get("worker"): e for e in environments(study)}
+    if number == 0 or 0 not in envs or number not in envs:
+        return
+    line = mismatch_line(envs[0], envs[number])
+    if line:
+        log.warning(line)
 
 
 # -- the loop -----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from . import fidelity, read, repair, run, tools  # noqa: F401  (registers the commands)
+from . import fidelity, provenance, read, repair, run, tools  # noqa: F401  (registers the commands)
 from .app import app, debugging, error_line
 
 INTERRUPTED = 130

@@ -47,14 +47,15 @@ def require_storage(info: st.StorageInfo) -> None:
 def status(study_file: StudyFile = None, storage: Storage = None, study: StudyName = None,
            as_json: Json = False) -> None:
     """Trials per status (trained, over budget, reused, diverged, failed, ...) and each failure's error."""
-    from ..records import Status, counts, failure_text, records
+    from ..records import Status, counts, environments, failure_text, records
+    from .provenance import environment_block
 
     s, config = existing_study(study_file, storage, study)
     rs = records(s)
     failed = [r for r in rs if r.status in (Status.FAILED, Status.INTERRUPTED)]
     if as_json:
-        print(json.dumps({"study": s.study_name, "counts": counts(rs), "failed": [r.to_dict() for r in failed]},
-                         indent=2))
+        print(json.dumps({"study": s.study_name, "counts": counts(rs), "failed": [r.to_dict() for r in failed],
+                          "environment": environments(s)}, indent=2))
         return
     table = Table(title=f"study {s.study_name}")
     for column in ("status", "trials"):
@@ -67,6 +68,7 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
     if config:
         out.print(f"total: {config.trials}; objectives: {', '.join(config.objective_names)}; "
                   f"budget: {config.max_gflops or 'none'} GFLOPs")
+    environment_block(s)
 
 
 @app.command()
