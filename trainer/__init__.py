@@ -11,7 +11,17 @@ from trainer.loop import proxy_train
 from trainer.schedule import EpochStats, ProxyResult, Schedule, ScheduleError
 from trainer.seeds import mean_result, seed_schedules, train_seeds
 from trainer.subsets import DataError, SubsetCheck, SubsetSpec, check_subset, default_cache_dir, split_subset
-from trainer.trunk import Start, TrunkError, file_key, load_trunk, read_weights, train_trunk, trunk_key, trunk_spec
+from trainer.trunk import (
+    Start,
+    TrunkError,
+    check_fits,
+    file_key,
+    load_trunk,
+    read_weights,
+    train_trunk,
+    trunk_key,
+    trunk_spec,
+)
 
 __all__ = [
     "BUILTIN",
@@ -29,6 +39,7 @@ __all__ = [
     "SubsetSpec",
     "TrunkError",
     "ValResult",
+    "check_fits",
     "check_subset",
     "dataset_root",
     "default_cache_dir",

@@ -47,13 +47,15 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
            as_json: Json = False) -> None:
     """Trials per status (trained, over budget, reused, diverged, failed, ...) and each failure's error."""
     from ..records import Status, counts, records
+    from ..trunks import cost_line, cost_rows
 
     s, config = existing_study(study_file, storage, study)
     rs = records(s)
     failed = [r for r in rs if r.status in (Status.FAILED, Status.INTERRUPTED)]
+    trunks = cost_rows(s, rs)
     if as_json:
-        print(json.dumps({"study": s.study_name, "counts": counts(rs), "failed": [r.to_dict() for r in failed]},
-                         indent=2))
+        print(json.dumps({"study": s.study_name, "counts": counts(rs), "failed": [r.to_dict() for r in failed],
+                          "trunks": trunks}, indent=2))
         return
     table = Table(title=f"study {s.study_name}")
     for column in ("status", "trials"):
@@ -63,6 +65,8 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
     out.print(table)
     for r in failed:
         out.print(f"trial {r.number} {r.status.value}: {r.error or 'no error recorded'}", markup=False)
+    for row in trunks:
+        out.print(cost_line(row), markup=False)
     if config:
         out.print(f"total: {config.trials}; objectives: {', '.join(config.objective_names)}; "
                   f"budget: {config.max_gflops or 'none'} GFLOPs")
