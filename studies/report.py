@@ -59,14 +59,17 @@ def write_report(study: optuna.Study, path: Path, budget: float | None = None) -
 def study_report_data(study: optuna.Study, budget: float | None = None) -> dict[str, Any]:
     """`report_data` for a stored study; the budget defaults to the one in its stored study file."""
     from studies.storage import stored_config
+    from studies.trunks import cost_rows
 
     config = stored_config(study)
     if budget is None:
         budget = config.max_gflops if config is not None else None
-    return report_data(records(study), objectives=objectives_of(study), study_name=study.study_name, budget=budget,
+    rs = records(study)
+    data = report_data(rs, objectives=objectives_of(study), study_name=study.study_name, budget=budget,
                        holdout=holdout_images(config), fidelity=study.user_attrs.get(STUDY_ATTR),
                        rungs=configured_rungs(config), rung_records=stopping.rung_records(study),
                        schedule_epochs=config.schedule.epochs if config is not None else None)
+    return {**data, "trunks": cost_rows(study, rs)}  # shared trunks' cost, amortised over their trials
 
 
 def configured_rungs(config: StudyConfig | None) -> tuple[int, ...]:
@@ -300,9 +303,13 @@ def reference_text(objectives: Sequence[str], reference: Sequence[float]) -> str
 
 
 def summary_line(data: dict[str, Any]) -> str:
+    from studies.trunks import cost_line
+
     tally = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in data["counts"].items()) or "no trials"
     budget = f"; FLOP budget {data['budget_gflops']:g} GFLOPs" if data.get("budget_gflops") else ""
-    return f"{sum(data['counts'].values())} trials: {tally}. Objectives: {', '.join(data['objectives'])}{budget}."
+    trunks = "".join(f" {cost_line(row)}." for row in data.get("trunks") or ())
+    return (f"{sum(data['counts'].values())} trials: {tally}. Objectives: {', '.join(data['objectives'])}{budget}."
+            f"{trunks}")
 
 
 def front_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
