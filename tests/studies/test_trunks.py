@@ -46,7 +46,7 @@ def cleanup():
                 optuna.delete_study(study_name=name, storage=st.open_storage(st.parse(url)))
 
 
-def trunk_study(tiny_study, url: str, name: str, *, trunk_epochs: int, images: int = 12, trials: int = 3,
+def trunk_study(tiny_study, url: str, name: str, *, trunk_epochs: int, images: int = 12, trials: int = 2,
                 proxy: str | None = None) -> Path:
     path = tiny_study(url, trials=trials, name=name)
     text = path.read_text().replace("train_per_class = 12", f"train_per_class = {images}")
@@ -97,7 +97,7 @@ def test_two_workers_build_one_trunk_and_start_every_trial_from_it(storage_url, 
     cleanup.append((storage_url, name))
     _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(2)])
     study = _open(storage_url, name)
-    _check(study, 3, trunk_epochs=2)
+    _check(study, 2, trunk_epochs=2)
     [trunk] = study_trunks(study)
     assert trunk.resumed_at == 0 and not list((tmp_path / ".attnas" / name / "trunks").iterdir())
     status = attnas("status", str(path), COLUMNS="300")
@@ -110,7 +110,7 @@ def test_two_workers_build_one_trunk_and_start_every_trial_from_it(storage_url, 
 def test_a_builder_killed_mid_trunk_costs_a_retry_and_no_second_trunk(storage_url, tiny_study, cleanup,
                                                                       attnas_popen, tmp_path) -> None:
     name = f"trunk-kill-{uuid.uuid4().hex[:8]}"
-    path = trunk_study(tiny_study, storage_url, name, trunk_epochs=4, images=48)  # ~1 s trunk epochs
+    path = trunk_study(tiny_study, storage_url, name, trunk_epochs=3, images=48)  # ~1 s trunk epochs
     cleanup.append((storage_url, name))
     folder = tmp_path / ".attnas" / name / "trunks"
     builder = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
@@ -120,15 +120,15 @@ def test_a_builder_killed_mid_trunk_costs_a_retry_and_no_second_trunk(storage_ur
     builder.send_signal(signal.SIGKILL)
     builder.wait(10)
     killed_at = _trunk_epoch(folder)
-    assert 1 <= killed_at < 4, "the kill did not land while the trunk was being built"
+    assert 1 <= killed_at < 3, "the kill did not land while the trunk was being built"
     running = _open(storage_url, name).get_trials(states=(TrialState.RUNNING,))
     assert len(running) == 1  # the builder's trial, left behind
 
     _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(2)])
     study = _open(storage_url, name)
-    trials = _check(study, 3, trunk_epochs=4)
+    trials = _check(study, 2, trunk_epochs=3)
     [trunk] = study_trunks(study)
-    assert trunk.resumed_at == killed_at  # resumed from the dead builder's checkpoint: <= 4 + 1 epochs in all
+    assert trunk.resumed_at == killed_at  # resumed from the dead builder's checkpoint: <= 3 + 1 epochs in all
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [running[0].number]
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == running[0].number]
