@@ -68,16 +68,20 @@ def _finish(workers: list[subprocess.Popen]) -> list[str]:
 
 
 def _check(study: optuna.Study, n: int, trunk_epochs: int) -> list[optuna.trial.FrozenTrial]:
-    """N slots completed, one trunk (one attr, one study artifact), every trained trial started from it."""
+    """N slots completed; one trunk per width the trained trials have (one attr and one study artifact each),
+    every trained trial started from its width's trunk."""
     trials = study.get_trials()
     slots = [t for t in trials if t.state == TrialState.COMPLETE and not reused(t)]
     assert len(slots) == n
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    [trunk] = study_trunks(study)
-    assert trunk.epochs == trunk_epochs
-    assert [k for k in system_attrs(study) if k.startswith("artifacts:")] == [f"artifacts:{trunk.artifact}"]
+    infos = study_trunks(study)
     trained = [t.user_attrs["attnas"] for t in slots if t.user_attrs["attnas"]["outcome"] == "trained"]
-    assert trained and all(r["trunk"] == trunk.key for r in trained)
+    assert trained and sorted(t.width for t in infos) == sorted({r["spec"]["width"] for r in trained})
+    by_width = {t.width: t.key for t in infos}
+    assert all(r["trunk"] == by_width[r["spec"]["width"]] for r in trained)
+    assert all(t.epochs == trunk_epochs for t in infos)
+    assert sorted(k for k in system_attrs(study) if k.startswith("artifacts:")) == sorted(
+        f"artifacts:{t.artifact}" for t in infos)
     return trials
 
 
@@ -90,20 +94,24 @@ def _trunk_epoch(folder: Path) -> int:
 
 
 @pytest.mark.slow
-def test_two_workers_build_one_trunk_and_start_every_trial_from_it(storage_url, tiny_study, cleanup, attnas,
-                                                                   attnas_popen, tmp_path) -> None:
+def test_two_workers_build_one_trunk_per_width_and_start_every_trial_from_it(storage_url, tiny_study, cleanup,
+                                                                             attnas, attnas_popen, tmp_path) -> None:
     name = f"trunk-{uuid.uuid4().hex[:8]}"
-    path = trunk_study(tiny_study, storage_url, name, trunk_epochs=2)
+    path = trunk_study(tiny_study, storage_url, name, trunk_epochs=2, trials=3)
+    one = 'backbones = ["resnet18"]'
+    path.write_text(path.read_text().replace(one, one + "\nwidths = [1.0, 0.5]"))  # two widths: two trunks
     cleanup.append((storage_url, name))
     _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(2)])
     study = _open(storage_url, name)
-    _check(study, 2, trunk_epochs=2)
-    [trunk] = study_trunks(study)
-    assert trunk.resumed_at == 0 and not list((tmp_path / ".attnas" / name / "trunks").iterdir())
+    _check(study, 3, trunk_epochs=2)
+    infos = study_trunks(study)
+    assert all(t.resumed_at == 0 for t in infos) and not list((tmp_path / ".attnas" / name / "trunks").iterdir())
     status = attnas("status", str(path), COLUMNS="300")
     assert status.returncode == 0, status.stderr
-    line = [x for x in status.stdout.splitlines() if x.startswith("trunk ")]
-    assert len(line) == 1 and trunk.key in line[0] and "2 epochs" in line[0] and "epochs each" in line[0], line
+    lines = sorted(x for x in status.stdout.splitlines() if x.startswith("trunk "))
+    assert len(lines) == len(infos), lines
+    for line, trunk in zip(lines, sorted(infos, key=lambda t: t.key), strict=True):
+        assert trunk.key in line and "2 epochs" in line and "epochs each" in line, line
 
 
 @pytest.mark.slow
