@@ -44,6 +44,14 @@ class SqueezeExcite(nn.Module):
             nn.init.zeros_(self.fc2.weight)
             nn.init.zeros_(self.fc2.bias)
 
+    @torch.no_grad()
+    def start_open(self, logit: float) -> None:
+        """Scale fusion starts at the gate sigmoid(`logit`) for every input (add fusion is the identity already):
+        how a block inserted into a trained network nearly keeps its function (trainer.trunk)."""
+        if self.fusion == "scale":
+            nn.init.zeros_(self.fc2.weight)
+            nn.init.constant_(self.fc2.bias, logit)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.fc2(self.relu(self.fc1(x.mean((2, 3), keepdim=True))))
         return x * torch.sigmoid(t) if self.fusion == "scale" else x + t
@@ -75,6 +83,12 @@ class GlobalContext(nn.Module):
             nn.init.zeros_(self.conv_mask.bias)
         nn.init.zeros_(self.transform[-1].weight)
         nn.init.zeros_(self.transform[-1].bias)
+
+    @torch.no_grad()
+    def start_open(self, logit: float) -> None:
+        """As SqueezeExcite.start_open: the last conv is zero already, so scale fusion's gate is sigmoid(bias)."""
+        if self.fusion == "scale":
+            nn.init.constant_(self.transform[-1].bias, logit)
 
     def context(self, x: torch.Tensor) -> torch.Tensor:
         if self.conv_mask is None:
@@ -112,6 +126,13 @@ class NonLocal(nn.Module):
         self.bn = nn.BatchNorm2d(channels)
         if self.fusion == "add":
             nn.init.zeros_(self.bn.weight)
+
+    @torch.no_grad()
+    def start_open(self, logit: float) -> None:
+        """As SqueezeExcite.start_open: BN gamma 0 and beta `logit` make scale fusion's gate sigmoid(logit)."""
+        if self.fusion == "scale":
+            nn.init.zeros_(self.bn.weight)
+            nn.init.constant_(self.bn.bias, logit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape

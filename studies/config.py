@@ -15,7 +15,7 @@ values: `attnas --help` imports this module and must not pay for torch (see stud
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -107,6 +107,28 @@ class Fidelity:
     resolution: int | None = Field(default=None, ge=8, le=1024)
 
 
+@typed(frozen=True, config=FORBID)
+class Proxy:
+    """`[proxy]`: where each trial's weights start (studies.trunks): its own init, or a trunk shared by the study.
+
+    `start = "trunk"` needs `trunk_epochs` (attnas trains the plain backbone once per width, under a lock, for
+    that many epochs) or `trunk` (a state_dict file of the plain backbone at the study's width, e.g. torchvision
+    weights kept by the user; checked when the study starts).
+    """
+
+    start: Literal["scratch", "trunk"] = "scratch"
+    trunk_epochs: int | None = Field(default=None, ge=1)
+    trunk: str | None = None
+
+    def __post_init__(self) -> None:
+        given = [f for f in ("trunk_epochs", "trunk") if getattr(self, f) is not None]
+        if self.start == "scratch" and given:
+            raise ValueError(f"{given[0]} is only used with start = \"trunk\"; add that or remove {given[0]}")
+        if self.start == "trunk" and len(given) != 1:
+            raise ValueError('start = "trunk" needs exactly one of trunk_epochs = N (attnas trains the trunk) '
+                             'or trunk = "path.pt" (your own)')
+
+
 class StudyModel(BaseModel):
     """The file's top level; the sections are the typed values above (validated in place)."""
 
@@ -124,6 +146,7 @@ class StudyModel(BaseModel):
     wandb: WandbConfig = Field(default_factory=WandbConfig)
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     fidelity: Fidelity | None = None
+    proxy: Proxy = Field(default_factory=Proxy)
 
     @field_validator("name")
     @classmethod
@@ -150,6 +173,7 @@ class StudyConfig:
     wandb: WandbConfig
     early_stopping: EarlyStopping
     fidelity: Fidelity | None
+    proxy: Proxy = field(default_factory=Proxy)
     source: str | None = None  # the file it came from, for messages
 
     @property
@@ -192,7 +216,7 @@ class StudyConfig:
         if isinstance(data["classes"], tuple):
             data["classes"] = list(data["classes"])
         return {"space": self.space.to_dict(), "objectives": asdict(self.objectives), "data": data,
-                "schedule": self.schedule.to_dict()}
+                "schedule": self.schedule.to_dict(), "proxy": asdict(self.proxy)}
 
 
 def from_dict(data: Any, source: str | None = None) -> StudyConfig:

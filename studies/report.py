@@ -62,6 +62,7 @@ def write_report(study: optuna.Study, path: Path, budget: float | None = None) -
 def study_report_data(study: optuna.Study, budget: float | None = None) -> dict[str, Any]:
     """`report_data` for a stored study; the budget defaults to the one in its stored study file."""
     from studies.storage import stored_config
+    from studies.trunks import cost_rows
 
     config = stored_config(study)
     if budget is None:
@@ -69,10 +70,11 @@ def study_report_data(study: optuna.Study, budget: float | None = None) -> dict[
     rs = records(study)
     fidelity = study.user_attrs.get(STUDY_ATTR)
     run = run_summary(rs, config, environments(study), data_summary(study), fidelity, random_baseline(study, config))
-    return report_data(rs, objectives=objectives_of(study), study_name=study.study_name, budget=budget,
+    data = report_data(rs, objectives=objectives_of(study), study_name=study.study_name, budget=budget,
                        holdout=study_holdout_images(study), fidelity=fidelity,
                        rungs=configured_rungs(config), rung_records=stopping.rung_records(study),
                        schedule_epochs=config.schedule.epochs if config is not None else None, run=run)
+    return {**data, "trunks": cost_rows(study, rs)}  # shared trunks' cost, amortised over their trials
 
 
 def configured_rungs(config: StudyConfig | None) -> tuple[int, ...]:
@@ -309,9 +311,13 @@ def reference_text(objectives: Sequence[str], reference: Sequence[float]) -> str
 
 
 def summary_line(data: dict[str, Any]) -> str:
+    from studies.trunks import cost_line
+
     tally = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in data["counts"].items()) or "no trials"
     budget = f"; FLOP budget {data['budget_gflops']:g} GFLOPs" if data.get("budget_gflops") else ""
-    return f"{sum(data['counts'].values())} trials: {tally}. Objectives: {', '.join(data['objectives'])}{budget}."
+    trunks = "".join(f" {cost_line(row)}." for row in data.get("trunks") or ())
+    return (f"{sum(data['counts'].values())} trials: {tally}. Objectives: {', '.join(data['objectives'])}{budget}."
+            f"{trunks}")
 
 
 def front_rows(data: dict[str, Any]) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ import trainer
 from search_space import ArchSpec, suggest
 from trainer.checkpoint import FILE as CHECKPOINT
 
-from . import queue, stopping, tracking
+from . import queue, stopping, tracking, trunks
 from . import storage as st
 from .config import StudyConfig, StudyError
 from .environment import environment, mismatch_line
@@ -103,6 +103,7 @@ def context(config: StudyConfig) -> Context:
     device = trainer.resolve_device(config.device, f"study file {config.source or ''} `device`")
     subset = config.data.subset()
     found = trainer.check_subset(subset)  # every data check training would make, before any storage exists
+    trunks.check_user_trunk(config)
     storage = st.open_storage(info)
     return Context(config, info, storage, for_storage(info, storage), subset, device,
                    st.artifact_dir(config, info), config.folder / "runs", data=found)
@@ -290,6 +291,8 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
     """
     schedule = ctx.config.schedule if seed is None else replace(ctx.config.schedule, seed=seed, seeds=1)
     config = replace(ctx.config, schedule=schedule)
+    start = trunks.start_for(ctx.config, ctx.info, ctx.storage, trial.study, spec, ctx.subset, ctx.device,
+                             ctx.artifacts)  # None from scratch; a shared trunk is built first if need be
     run = tracking.open_run(
         project=config.wandb.project, mode=config.wandb.mode, group=config.name, name=spec.name,
         config={"spec": spec.to_dict(), "spec_id": spec.id, "trial": trial.number,
@@ -304,7 +307,8 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
 
     try:
         result, runs = trainer.train_seeds(spec, ctx.subset, config.schedule, ctx.device, on_epoch=on_epoch,
-                                           train=ctx.train, checkpoint_dir=ctx.runs, progress=False)
+                                           train=ctx.train, checkpoint_dir=ctx.runs, progress=False,
+                                           **({"start": start} if start is not None else {}))
     except BaseException as exc:  # a crash or Ctrl-C never leaves a dangling tracking run
         run.finish({"error": f"{type(exc).__name__}: {exc}"[:500]}, failed=True)
         raise
@@ -315,6 +319,7 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
         "start_epoch": result.resumed_at,
         "curve": [h.top1 for h in result.history], "seconds": result.seconds,
         **({"seeds": list(result.seed_top1)} if result.seed_top1 else {}),
+        **({"trunk": start.key} if start is not None else {}),
     }
     run.finish({"status": out["outcome"], "top1": out["top1"], "gflops": record["gflops"],
                 "params": record["params"]})

@@ -11,6 +11,17 @@ from trainer.loop import proxy_train
 from trainer.schedule import EpochStats, ProxyResult, Schedule, ScheduleError
 from trainer.seeds import mean_result, seed_schedules, train_seeds
 from trainer.subsets import DataError, SubsetCheck, SubsetSpec, check_subset, default_cache_dir, split_subset
+from trainer.trunk import (
+    Start,
+    TrunkError,
+    check_fits,
+    file_key,
+    load_trunk,
+    read_weights,
+    train_trunk,
+    trunk_key,
+    trunk_spec,
+)
 
 __all__ = [
     "BUILTIN",
@@ -23,20 +34,29 @@ __all__ = [
     "ProxyResult",
     "Schedule",
     "ScheduleError",
+    "Start",
     "SubsetCheck",
     "SubsetSpec",
+    "TrunkError",
     "ValResult",
+    "check_fits",
     "check_subset",
     "dataset_root",
     "default_cache_dir",
+    "file_key",
     "load_cache",
+    "load_trunk",
     "mean_result",
     "proxy_train",
+    "read_weights",
     "resolve_device",
     "score_on_val",
     "seed_schedules",
     "split_subset",
     "train_seeds",
+    "train_trunk",
+    "trunk_key",
+    "trunk_spec",
     "val_items",
     "write_digits_tree",
     "write_fashion_tree",

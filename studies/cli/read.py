@@ -48,14 +48,16 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
            as_json: Json = False) -> None:
     """Trials per status (trained, over budget, reused, diverged, failed, ...) and each failure's error."""
     from ..records import Status, counts, environments, failure_text, records
+    from ..trunks import cost_line, cost_rows
     from .provenance import environment_block
 
     s, config = existing_study(study_file, storage, study)
     rs = records(s)
     failed = [r for r in rs if r.status in (Status.FAILED, Status.INTERRUPTED)]
+    trunks = cost_rows(s, rs)
     if as_json:
         print(json.dumps({"study": s.study_name, "counts": counts(rs), "failed": [r.to_dict() for r in failed],
-                          "environment": environments(s)}, indent=2))
+                          "environment": environments(s), "trunks": trunks}, indent=2))
         return
     table = Table(title=f"study {s.study_name}")
     for column in ("status", "trials"):
@@ -65,6 +67,8 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
     out.print(table)
     for r in failed:
         out.print(f"trial {r.number} {r.status.value}: {failure_text(r)}", markup=False)
+    for row in trunks:
+        out.print(cost_line(row), markup=False)
     if config:
         out.print(f"total: {config.trials}; objectives: {', '.join(config.objective_names)}; "
                   f"budget: {config.max_gflops or 'none'} GFLOPs")

@@ -110,3 +110,36 @@ def test_budget_decision_lives_in_objectives() -> None:
     assert goals.constraints(1.5, eligible=False) == {"gflops_budget": -0.5, "front_eligible": 1.0}
     assert goals.values(None, 2.5, 3_000_000) == [0.0, 2.5, 3.0] and goals.values(float("nan"), 1, 0)[0] == 0.0
     assert goals.directions == ["maximize", "minimize", "minimize"] and goals.names[-1] == "params_m"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[proxy]\nstart = "trunk"\n', 'start = "trunk" needs exactly one of trunk_epochs'),
+        ('[proxy]\nstart = "trunk"\ntrunk_epochs = 2\ntrunk = "t.pt"\n', "needs exactly one of"),
+        ('[proxy]\ntrunk_epochs = 2\n', 'trunk_epochs is only used with start = "trunk"'),
+        ('[proxy]\nstart = "trunk"\ntrunk_epochs = 0\n', "field `proxy.trunk_epochs`"),
+        ('[proxy]\nstart = "warm"\n', "field `proxy.start`"),
+    ],
+)
+def test_a_bad_proxy_section_is_one_line(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('name = "t"\n' + text)
+    with pytest.raises(StudyError) as exc:
+        read_file(path)
+    message = str(exc.value)
+    assert needle in message and "\n" not in message and str(path) in message
+
+
+def test_the_proxy_start_is_part_of_the_studys_identity(tmp_path: Path) -> None:
+    """Trials from a trunk and from scratch are not comparable: a resumed study may not switch; an older study
+    (stored before [proxy] existed) reads as scratch and resumes."""
+    path = tmp_path / "s.toml"
+    path.write_text('name = "t"\n[proxy]\nstart = "trunk"\ntrunk_epochs = 3\n')
+    trunk = read_file(path)
+    scratch = from_dict({"name": "t"})
+    assert (trunk.proxy.start, trunk.proxy.trunk_epochs) == ("trunk", 3)
+    assert trunk.identity()["proxy"] != scratch.identity()["proxy"]
+    stored = scratch.to_dict()
+    del stored["proxy"]
+    assert from_dict(stored).identity() == scratch.identity()
