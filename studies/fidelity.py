@@ -95,6 +95,10 @@ def linked_name(name: str) -> str:
 def linked_config(parent: StudyConfig, s: Settings, trials: int, storage_url: str) -> StudyConfig:
     """The parent's config at the higher fidelity, in the parent's storage, sampling nothing (random, seeded)."""
     schedule = replace(parent.schedule, epochs=max(1, round(parent.schedule.epochs * s.epochs_factor)))
+    if schedule.auto_seeds:  # the linked study queues its own seeds per architecture; it adds none
+        from trainer import single_run
+
+        schedule = single_run(schedule, schedule.seed)
     data = parent.data
     if s.images_per_class is not None:
         data = replace(data, train_per_class=s.images_per_class)

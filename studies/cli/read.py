@@ -75,15 +75,12 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
 def front(study_file: StudyFile = None, storage: Storage = None, study: StudyName = None,
           as_json: Json = False, gflops_tol: GflopsTol = 0.02) -> None:  # records.GFLOPS_TOL
     """The Pareto front (trained trials within budget, one per architecture), cheapest first."""
-    from ..records import check_tolerance, objectives_of, pareto_front, records, same_cost
+    from ..records import check_tolerance, objectives_of, records, shown_front
 
     check_tolerance(gflops_tol)
     s, _ = existing_study(study_file, storage, study)
-    if as_json:
-        exact = pareto_front(records(s), objectives_of(s))
-        folded = same_cost(exact, objectives_of(s), gflops_tol)
-        print(json.dumps([{**r.to_dict(), "same_cost": folded[r.number]} for r in exact if r.number in folded],
-                         indent=2))
+    if as_json:  # the shown members' records (`--gflops-tol 0`: every member of the exact front)
+        print(json.dumps([r.to_dict() for r in shown_front(records(s), objectives_of(s), gflops_tol)], indent=2))
     else:
         front_table(s, gflops_tol)
 

@@ -55,7 +55,7 @@ def test_no_two_shown_members_are_within_the_tolerance_and_folding_does_not_chai
     rs = [rec(0, 0.70, 0.1370), rec(1, 0.75, 0.1390), rec(2, 0.80, 0.1415)]
     assert same_cost(pareto_front(rs)) == {2: [1], 0: []}
     shown = shown_front(rs)
-    assert all(b.gflops > a.gflops * 1.02 for a, b in zip(shown, shown[1:]))
+    assert all(b.gflops > a.gflops * 1.02 for a, b in itertools.pairwise(shown))
 
 
 def test_with_params_as_an_objective_only_members_close_in_every_cost_fold() -> None:
@@ -66,7 +66,7 @@ def test_with_params_as_an_objective_only_members_close_in_every_cost_fold() -> 
 
 
 def test_a_bad_tolerance_is_one_clear_error() -> None:
-    with pytest.raises(StudyError, match="--gflops-tol: -0.1 must be in"):
+    with pytest.raises(StudyError, match=r"--gflops-tol: -0\.1 must be in"):
         shown_front([rec(0, 0.5, 0.1)], gflops_tol=-0.1)
 
 
@@ -300,10 +300,7 @@ def test_a_trial_moasha_stopped_never_gets_extra_seeds(tiny_study, tmp_path: Pat
 @pytest.mark.parametrize("kind", ["journal", "postgresql"])
 def test_two_worker_processes_train_each_extra_seed_once(kind: str, tiny_study, tmp_path: Path, request,
                                                          monkeypatch) -> None:
-    if kind == "postgresql":
-        url = request.getfixturevalue("pg_url")
-    else:
-        url = f"journal://{tmp_path}/study.log"
+    url = request.getfixturevalue("pg_url") if kind == "postgresql" else f"journal://{tmp_path}/study.log"
     from studies import worker
     from studies.config import read_file
 
