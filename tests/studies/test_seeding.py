@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -321,3 +322,28 @@ def test_two_worker_processes_train_each_extra_seed_once(kind: str, tiny_study, 
     assert sum(runs.values()) == len(lines)  # every run is in a record
     if url.startswith("postgresql"):
         optuna.delete_study(study_name=study.study_name, storage=url)
+
+
+def test_seeds_auto_is_read_from_the_study_file_and_bad_values_name_the_field() -> None:
+    from studies.config import from_dict
+
+    base = {"name": "s", "space": {"backbones": ["resnet18"]}}
+    schedule = from_dict({**base, "schedule": {"seeds": "auto", "max_seeds": 6}}).schedule
+    assert schedule.auto_seeds and schedule.runs == 1 and schedule.max_seeds == 6
+    assert from_dict({**base, "schedule": {"seeds": 1}}).identity()["schedule"] == \
+        from_dict(base).identity()["schedule"]  # run keys and study identities of existing studies stay valid
+    for bad, message in (({"seeds": "many"}, 'seeds: \'many\' must be a whole number >= 1 or "auto"'),
+                         ({"max_seeds": 3}, 'max_seeds: 3 applies to seeds = "auto" only'),
+                         ({"seeds": "auto", "max_seeds": 1}, "max_seeds: 1 must be >= 2")):
+        with pytest.raises(StudyError, match=re.escape(message)):
+            from_dict({**base, "schedule": bad})
+
+
+def test_the_linked_fidelity_study_of_an_auto_seeds_study_adds_no_seeds_of_its_own() -> None:
+    from studies.config import from_dict
+    from studies.fidelity import Settings, linked_config
+
+    parent = from_dict({"name": "s", "space": {"backbones": ["resnet18"]},
+                        "schedule": {"seeds": "auto", "max_seeds": 6, "epochs": 2}})
+    linked = linked_config(parent, Settings(extra=2, seeds=3, epochs_factor=2.0), 6, "sqlite:///x.db").schedule
+    assert not linked.auto_seeds and linked.epochs == 4 and linked.max_seeds == 4
