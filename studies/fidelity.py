@@ -104,6 +104,10 @@ def linked_name(name: str) -> str:
 def linked_config(parent: StudyConfig, s: Settings, trials: int, storage_url: str) -> StudyConfig:
     """The parent's config at the higher fidelity, in the parent's storage, sampling nothing (random, seeded)."""
     schedule = replace(parent.schedule, epochs=max(1, round(parent.schedule.epochs * s.epochs_factor)))
+    if schedule.auto_seeds:  # the linked study queues its own seeds per architecture; it adds none
+        from trainer import single_run
+
+        schedule = single_run(schedule, schedule.seed)
     data = parent.data
     if s.images_per_class is not None:
         data = replace(data, train_per_class=s.images_per_class)
@@ -334,30 +338,40 @@ def store(parent: optuna.Study, numbers: Mapping[str, Any]) -> None:
 
 
 # -- a front's noise ---------------------------------------------------------------------------------------------
-def front_noise(front: Sequence[TrialRecord], images: int | None) -> dict[str, Any]:
+def front_noise(front: Sequence[TrialRecord], images: int | None,
+                pool: Sequence[TrialRecord] | None = None) -> dict[str, Any]:
     """Each front member's standard error and the pairs whose top-1 difference is within noise.
 
-    A record with 2+ seeds (`TrialRecord.seeds`, the per-seed top-1 of a `seeds = k` schedule) uses their
-    standard error; one without uses the held-out set's binomial error (`images` = holdout_per_class ×
-    classes), which is all that is known about a single run.
+    The error is `seeding.Noise`'s, the one auto seeds decide with: the seed σ of one run pooled over the
+    records of `pool` (default: the front) with 2+ seeds (`TrialRecord.seeds`: a `seeds = k` schedule's runs,
+    or a trial's runs merged with its extra seeds), over √(the member's runs); before any record has two
+    runs, the held-out set's binomial error (`images` = holdout_per_class × classes), which is all that is
+    known about a single run.
     """
+    from .seeding import noise as noise_of
+
+    model = noise_of(pool if pool is not None else front, images)
     se: dict[int, float | None] = {}
     members: dict[str, tuple[float, float]] = {}
     for r in front:
-        runs = list(r.seeds) if len(r.seeds) >= 2 else [r.top1] if r.top1 is not None else []
-        value = standard_error(runs, images) if runs else math.nan
-        se[r.number] = finite(value)
-        if runs and math.isfinite(value):
-            members[f"#{r.number}"] = (fmean(runs) if len(r.seeds) >= 2 else float(r.top1 or 0.0), value)
+        value = model.se(r) if r.top1 is not None else None
+        se[r.number] = finite(value) if value is not None else None
+        if value is not None and math.isfinite(value):
+            members[f"#{r.number}"] = (float(r.top1 or 0.0), value)
     pairs = [(int(a[1:]), int(b[1:])) for a, b in indistinguishable(members)]
     ties: dict[int, list[int]] = {r.number: [] for r in front}
     for a, b in pairs:
         ties[a].append(b)
         ties[b].append(a)
     return {"se": se, "pairs": [list(p) for p in sorted(pairs)], "ties": {n: sorted(v) for n, v in ties.items()},
-            "source": "seeds" if any(len(r.seeds) >= 2 for r in front) else "binomial", "holdout_images": images}
+            "source": model.source, "holdout_images": images, "seed_sigma": model.sigma,
+            "seed_sigma_trials": model.pooled}
 
 
-def study_front_noise(study: optuna.Study) -> dict[str, Any]:
-    """`front_noise` of a stored study's front, with its held-out size from the stored study file."""
-    return front_noise(pareto_front(records(study), objectives_of(study)), study_holdout_images(study))
+def study_front_noise(study: optuna.Study, front: Sequence[TrialRecord] | None = None) -> dict[str, Any]:
+    """`front_noise` of a stored study's front (default: its exact front), σ pooled over its trained
+    trials, with its held-out size from the stored study file."""
+    rs = records(study)
+    objectives = objectives_of(study)
+    front = pareto_front(rs, objectives) if front is None else front
+    return front_noise(front, study_holdout_images(study), front_candidates(rs, objectives))

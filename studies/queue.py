@@ -4,8 +4,8 @@
 WAITING trials; workers only ever *claim* a WAITING trial (studies.liveness: an atomic storage update)
 and never ask Optuna for a fresh one, so no number of workers can overshoot N. A failed trial that was
 re-queued (a retry carries its number in `retry_history`) does not count as a slot of its own, and neither
-does a trial that recorded a duplicate proposal (outcome "reused"): `--trials N` means N distinct
-architectures.
+does a trial that recorded a duplicate proposal (outcome "reused") or one more seed of a trained trial
+(`seeds = "auto"`, studies.seeding): `--trials N` means N distinct architectures.
 
 The dedup index: study system attrs `attnas:spec:<spec_id>` = [trial number, trial id] of the trial that owns
 the spec (trains it, or trained it). `take` reads and writes it under one lock, so two workers proposing the
@@ -31,6 +31,8 @@ from .storage import StorageInfo
 RECORD = "attnas"  # the trial's one user attr (docs/CONTRACT.md)
 SPEC_KEY = "attnas:spec:"
 WORKERS_KEY = "attnas:workers"
+#: User attr of a queued extra-seed trial (studies.seeding): {"trial": number it seeds, "seed": training seed}.
+SEED_OF = "attnas.seed_of"
 
 
 def retried_numbers(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
@@ -43,11 +45,26 @@ def reused(trial: FrozenTrial) -> bool:
     return (trial.user_attrs.get(RECORD) or {}).get("outcome") == "reused"
 
 
+def seed_jobs(trials: list[FrozenTrial]) -> dict[int, tuple[int, int]]:
+    """Extra-seed trials -> (trial number they seed, training seed): those queued with SEED_OF and their
+    retries (a retry copies only params, but names the trials it retries in `retry_history`)."""
+    queued = {t.number: t.user_attrs[SEED_OF] for t in trials if isinstance(t.user_attrs.get(SEED_OF), dict)}
+    out = {}
+    for t in trials:
+        job = queued.get(t.number) or next((queued[n] for n in t.system_attrs.get("retry_history") or ()
+                                            if n in queued), None)
+        if job is not None:
+            out[t.number] = (int(job["trial"]), int(job["seed"]))
+    return out
+
+
 def planned(study: optuna.Study) -> int:
-    """Slots the study holds: every trial except those retried by a later one and recorded duplicates."""
+    """Slots the study holds: every trial except those retried by a later one, recorded duplicates and
+    extra seeds."""
     trials = study.get_trials(deepcopy=False)
     retried = retried_numbers(trials)
-    return sum(1 for t in trials if t.number not in retried and not reused(t))
+    seeds = seed_jobs(trials)
+    return sum(1 for t in trials if t.number not in retried and not reused(t) and t.number not in seeds)
 
 
 def top_up(info: StorageInfo, storage: Any, study: optuna.Study, total: int) -> int:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
+from statistics import fmean
 from types import MappingProxyType
 from typing import Any
 
@@ -36,16 +37,21 @@ FAILURE_KEY = "attnas:failure:"
 #: Objective name -> True when it is maximised. values[0] top-1, values[1] GFLOPs, optional values[2].
 MAXIMISE: dict[str, bool] = {"top1": True, "gflops": False, "params_m": False}
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("top1", "gflops", "params_m")
+#: The shown front's cost tolerance (`same_cost`): the README's main job had four front members at
+#: 0.137-0.139 GFLOPs (1.5% apart), networks that differ by where a cheap block sits, not by a cost.
+GFLOPS_TOL = 0.02
 
 
 class Status(StrEnum):
-    """What became of a trial; the first five are the outcomes of a COMPLETE trial."""
+    """What became of a trial; the first five are the outcomes of a COMPLETE trial. SEED is one more run of
+    another trial's architecture (`seeds = "auto"`, studies.seeding), told to Optuna as PRUNED."""
 
     TRAINED = "trained"
     OVER_BUDGET = "over_budget"
     REUSED = "reused"
     DIVERGED = "diverged"
     STOPPED = "stopped"
+    SEED = "seed"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     RUNNING = "running"
@@ -76,8 +82,12 @@ class TrialRecord:
     reused_from: int | None = None
     feasible: bool = True
     artifacts: tuple[str, ...] = ()
-    #: Top-1 of the same architecture under other seeds, and results at other fidelities (issue 9/10).
+    #: Top-1 of the same architecture under each seed (`seeds = k`, or its first run and the extra-seed
+    #: runs merged by `with_seeds`; then `top1` is their mean), and results at other fidelities (issue 9/10).
     seeds: tuple[float, ...] = ()
+    #: An extra-seed run (Status.SEED): the trial whose architecture it trains again, and its training seed.
+    seed_of: int | None = None
+    seed: int | None = None
     fidelity: Mapping[str, Any] | None = None
     #: The key of the shared trunk it started from (studies.trunks), None from scratch.
     trunk: str | None = None
@@ -116,11 +126,36 @@ class TrialRecord:
 
 def records(study: optuna.Study) -> list[TrialRecord]:
     """Every trial of `study` as a record, by trial number, with the failure reasons and retries the study
-    holds about it (a failed trial's reason may live in the study's attrs: see FAILURE_KEY)."""
+    holds about it (a failed trial's reason may live in the study's attrs: see FAILURE_KEY), and each
+    trial's extra-seed runs merged into it."""
     trials = study.get_trials(deepcopy=False)
     reasons = failure_reasons(study) if any(t.state == TrialState.FAIL for t in trials) else {}
     retries = {t.system_attrs["failed_trial"]: t.number for t in trials if "failed_trial" in t.system_attrs}
-    return [record(t, reasons.get(t.number), retries.get(t.number)) for t in trials]
+    return with_seeds([record(t, reasons.get(t.number), retries.get(t.number)) for t in trials])
+
+
+def with_seeds(rs: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """`rs` with each trained trial's extra-seed runs (Status.SEED records naming it in `seed_of`) merged in:
+    `seeds` holds every run's top-1 (its own first) and `top1` their mean, so the front, its ± and its ties
+    come from the seeds each trial has. The SEED records stay as they are (they are never front candidates).
+    A seed that diverged makes the architecture diverged, as with `seeds = k` (trainer.mean_result)."""
+    extra: dict[int, dict[int, TrialRecord]] = {}
+    for r in sorted(rs, key=lambda r: r.number):
+        if r.status == Status.SEED and r.seed_of is not None:
+            extra.setdefault(r.seed_of, {}).setdefault(r.seed if r.seed is not None else -r.number, r)
+    return [_merged(r, [runs[k] for k in sorted(runs)]) if r.status == Status.TRAINED
+            and (runs := extra.get(r.number)) else r for r in rs]
+
+
+def _merged(r: TrialRecord, runs: Sequence[TrialRecord]) -> TrialRecord:
+    diverged = next((s for s in runs if s.top1 is None), None)
+    if diverged is not None:
+        return replace(r, status=Status.DIVERGED, top1=None, seeds=(),
+                       error=f"its seed {diverged.seed} (trial {diverged.number}) diverged")
+    top1s = (r.seeds or ((r.top1,) if r.top1 is not None else ())) + tuple(s.top1 or 0.0 for s in runs)
+    top5s = [v for v in (r.top5, *(s.top5 for s in runs)) if v is not None]
+    return replace(r, top1=fmean(top1s), seeds=top1s,
+                   top5=fmean(top5s) if len(top5s) == len(runs) + 1 else r.top5)
 
 
 def failure_reasons(study: optuna.Study) -> dict[int, str]:
@@ -145,7 +180,7 @@ def record(trial: FrozenTrial, failure: str | None = None, retried_as: int | Non
         spec=_spec(data.get("spec")),
         spec_id=data.get("spec_id"),
         spec_name=str(data.get("spec_name") or ""),
-        top1=trained_top1 if status in (Status.TRAINED, Status.REUSED, Status.STOPPED) else None,
+        top1=trained_top1 if status in (Status.TRAINED, Status.REUSED, Status.STOPPED, Status.SEED) else None,
         top5=_number(data.get("top5")),
         gflops=_number(data.get("gflops")),
         gflops_fvcore=_number(data.get("gflops_fvcore")),
@@ -159,6 +194,8 @@ def record(trial: FrozenTrial, failure: str | None = None, retried_as: int | Non
         feasible=status != Status.OVER_BUDGET and _within_budget(constraints),
         artifacts=tuple(str(a) for a in data.get("artifacts") or ()),
         seeds=tuple(float(v) for v in data.get("seeds") or ()),
+        seed_of=_whole(data.get("seed_of")),
+        seed=_whole(data.get("seed")),
         fidelity=MappingProxyType(dict(data["fidelity"])) if data.get("fidelity") else None,
         trunk=data.get("trunk"),
         choices=MappingProxyType(dict(trial.params)),
@@ -170,8 +207,11 @@ def record(trial: FrozenTrial, failure: str | None = None, retried_as: int | Non
 
 
 def status_of(trial: FrozenTrial, data: Mapping[str, Any]) -> Status:
-    """docs/CONTRACT.md's status table: WAITING queued, RUNNING running, FAIL failed/interrupted, PRUNED stopped,
-    COMPLETE the recorded outcome (a COMPLETE trial with no attnas outcome, e.g. foreign, is trained)."""
+    """docs/CONTRACT.md's status table: WAITING queued, RUNNING running, FAIL failed/interrupted, PRUNED stopped
+    (or seed, for an extra-seed run), COMPLETE the recorded outcome (a COMPLETE trial with no attnas outcome,
+    e.g. foreign, is trained)."""
+    if trial.state in (TrialState.PRUNED, TrialState.COMPLETE) and data.get("outcome") == Status.SEED:
+        return Status.SEED
     if trial.state == TrialState.WAITING:
         return Status.QUEUED
     if trial.state == TrialState.RUNNING:
@@ -221,6 +261,10 @@ def _spec(data: Any) -> ArchSpec | None:
         return ArchSpec.from_dict(dict(data))
     except (SpecError, TypeError, KeyError):
         return None  # a spec of a grammar this attnas does not know: the record still shows its name
+
+
+def _whole(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _number(value: Any) -> float | None:
@@ -276,6 +320,50 @@ def pareto_front(rs: Iterable[TrialRecord], objectives: Sequence[str] = ("top1",
     keep = moocore.is_nondominated(points, maximise=[MAXIMISE[o] for o in objectives], keep_weakly=True)
     front = [r for r, k in zip(candidates, keep, strict=True) if k]
     return sorted(front, key=_front_order)
+
+
+def shown_front(rs: Iterable[TrialRecord], objectives: Sequence[str] = ("top1", "gflops"),
+                gflops_tol: float = GFLOPS_TOL) -> list[TrialRecord]:
+    """The front a user is shown: `pareto_front` less the members folded into another by `same_cost`."""
+    front = pareto_front(rs, objectives)
+    shown = same_cost(front, objectives, gflops_tol)
+    return [r for r in front if r.number in shown]
+
+
+def same_cost(front: Sequence[TrialRecord], objectives: Sequence[str] = ("top1", "gflops"),
+              gflops_tol: float = GFLOPS_TOL) -> dict[int, list[int]]:
+    """Shown front member -> the members of `front` folded into it (their costs within `gflops_tol` of its).
+
+    Why: costs that differ by a rounding (an SE block's 0.001 GFLOPs) are no choice a user can make, yet the
+    exact front lists every such network as its own member, however much less accurate. So members whose
+    every cost (GFLOPs, and params when it is an objective) is within a relative `gflops_tol` compete on
+    top-1 only. Taken greedily from the most accurate member down: it is shown, and each less accurate
+    member whose costs are within the tolerance of its own (its cost <= theirs × (1 + gflops_tol)) is
+    folded into it. So no two
+    shown members are within the tolerance of each other, and a folded member is never more accurate than
+    the one it is shown under. The records' values stay exact; 0 shows the exact front.
+    """
+    check_tolerance(gflops_tol)
+    costs = [o for o in objectives if not MAXIMISE[o]]
+    order = sorted(front, key=lambda r: (-(r.top1 or 0.0), *_front_order(r)))
+    out: dict[int, list[int]] = {}
+    placed: set[int] = set()
+    for r in order:
+        if r.number in placed:
+            continue
+        placed.add(r.number)
+        out[r.number] = folded = []
+        for m in order:
+            if m.number not in placed and all(
+                    (r.objective(c) or 0.0) <= (m.objective(c) or 0.0) * (1 + gflops_tol) for c in costs):
+                placed.add(m.number)
+                folded.append(m.number)
+    return out
+
+
+def check_tolerance(gflops_tol: float) -> None:
+    if not (isinstance(gflops_tol, int | float) and 0 <= gflops_tol < 1):
+        raise StudyError(f"--gflops-tol: {gflops_tol!r} must be in [0, 1), e.g. 0.02 (0 shows the exact front)")
 
 
 def _front_order(r: TrialRecord) -> tuple[float, float, int]:

@@ -4,8 +4,10 @@
 Only trained trials (records.Status.TRAINED) make the Pareto plot, its axes, the per-stage effects and
 the parameter importances: over-budget trials are drawn apart on a strip at their GFLOPs, and trials
 that diverged, failed or were reused never count as a top-1 of 0. Front members carry their noise
-(`studies.fidelity.front_noise`: the seeds' standard error where they have seeds, else the held-out set's
-binomial error) and which other members they cannot be told apart from; a study measured by `attnas
+(`studies.fidelity.front_noise`: the seed σ pooled over trials with seeds, over √ each member's runs, else the
+held-out set's binomial error) and which other members they cannot be told apart from; the front is the
+shown one (`records.shown_front`: members within `gflops_tol` of a more accurate one's cost folded into it,
+listed as its `same_cost`); a study measured by `attnas
 fidelity` gains its proxy-vs-high-fidelity section (the parent study's `attnas.fidelity` user attr).
 Trials MO-ASHA stopped (studies.stopping) never reach the front, so the learning-curves section is
 where they show: their top-1 per epoch up to the rung that stopped them, beside the trials trained to
@@ -31,17 +33,20 @@ from studies.config import StudyConfig
 from studies.fidelity import STUDY_ATTR, front_noise, study_holdout_images
 from studies.provenance import random_baseline, run_summary
 from studies.records import (
+    GFLOPS_TOL,
     MAXIMISE,
     Status,
     TrialRecord,
     counts,
     data_summary,
     environments,
+    front_candidates,
     hypervolume_history,
     objectives_of,
     pareto_front,
     records,
     reference_point,
+    same_cost,
 )
 
 IMPORTANCE_SEEDS = (0, 1, 2)
@@ -51,15 +56,17 @@ MIN_IMPORTANCE_TRIALS = 5
 AXIS_PAD = 0.06
 
 
-def write_report(study: optuna.Study, path: Path, budget: float | None = None) -> Path:
+def write_report(study: optuna.Study, path: Path, budget: float | None = None,
+                 gflops_tol: float = GFLOPS_TOL) -> Path:
     """Write the report page for `study` to `path` (parents created) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report_html(study_report_data(study, budget)), encoding="utf-8")
+    path.write_text(report_html(study_report_data(study, budget, gflops_tol)), encoding="utf-8")
     return path
 
 
-def study_report_data(study: optuna.Study, budget: float | None = None) -> dict[str, Any]:
+def study_report_data(study: optuna.Study, budget: float | None = None, gflops_tol: float = GFLOPS_TOL
+                      ) -> dict[str, Any]:
     """`report_data` for a stored study; the budget defaults to the one in its stored study file."""
     from studies.storage import stored_config
     from studies.trunks import cost_rows
@@ -73,7 +80,8 @@ def study_report_data(study: optuna.Study, budget: float | None = None) -> dict[
     data = report_data(rs, objectives=objectives_of(study), study_name=study.study_name, budget=budget,
                        holdout=study_holdout_images(study), fidelity=fidelity,
                        rungs=configured_rungs(config), rung_records=stopping.rung_records(study),
-                       schedule_epochs=config.schedule.epochs if config is not None else None, run=run)
+                       schedule_epochs=config.schedule.epochs if config is not None else None, run=run,
+                       gflops_tol=gflops_tol)
     return {**data, "trunks": cost_rows(study, rs)}  # shared trunks' cost, amortised over their trials
 
 
@@ -89,19 +97,23 @@ def report_data(rs: Sequence[TrialRecord], objectives: Sequence[str] = ("top1", 
                 budget: float | None = None, holdout: int | None = None,
                 fidelity: dict[str, Any] | None = None, rungs: Sequence[int] = (),
                 rung_records: Sequence[stopping.RungRecord] = (),
-                schedule_epochs: int | None = None, run: dict[str, Any] | None = None) -> dict[str, Any]:
+                schedule_epochs: int | None = None, run: dict[str, Any] | None = None,
+                gflops_tol: float = GFLOPS_TOL) -> dict[str, Any]:
     """Everything the report shows, JSON-ready (records as `TrialRecord.to_dict()`).
 
     `holdout` is the held-out set's size (its binomial error marks single-run front members' noise);
     `fidelity` is what `attnas fidelity` stored for the study, or None. `rungs`, `rung_records` and
     `schedule_epochs` place the learning curves: where MO-ASHA judges, where each stopped trial was
     stopped, and how long a full run is. `run` is studies.provenance.run_summary (how the study was run);
-    without it, the part the records alone tell (outcomes, compute).
+    without it, the part the records alone tell (outcomes, compute). `gflops_tol` folds front members of
+    (nearly) the same cost (`records.same_cost`); 0 shows the exact front.
     """
     objectives = tuple(objectives)
-    front = pareto_front(rs, objectives)
+    exact = pareto_front(rs, objectives)
+    folded = same_cost(exact, objectives, gflops_tol)
+    front = [r for r in exact if r.number in folded]
     on_front = {r.number for r in front}
-    noise = front_noise(front, holdout)
+    noise = front_noise(front, holdout, front_candidates(rs, objectives))
     trained = [r for r in rs if r.status == Status.TRAINED and r.top1 is not None and r.gflops is not None]
     reference = reference_point(rs, objectives)
     history = hypervolume_history(rs, reference, objectives)
@@ -110,9 +122,10 @@ def report_data(rs: Sequence[TrialRecord], objectives: Sequence[str] = ("top1", 
         "objectives": list(objectives),
         "budget_gflops": budget,
         "counts": counts(rs),
-        "front": [{**r.to_dict(), "se": noise["se"][r.number], "within_noise_of": noise["ties"][r.number]}
-                  for r in front],
-        "front_noise": {"source": noise["source"], "holdout_images": holdout, "pairs": noise["pairs"]},
+        "front": [{**r.to_dict(), "se": noise["se"][r.number], "within_noise_of": noise["ties"][r.number],
+                   "same_cost": folded[r.number]} for r in front],
+        "front_noise": {"source": noise["source"], "holdout_images": holdout, "pairs": noise["pairs"],
+                        "seed_sigma": noise["seed_sigma"], "gflops_tol": gflops_tol},
         "points": [point(r, r.number in on_front) for r in trained],
         "axes": axes(trained),
         "over_budget": [{"number": r.number, "name": r.name, "gflops": r.gflops}
@@ -326,7 +339,8 @@ def front_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
         {"name": r["spec_name"] or f"trial {r['number']}", "top-1": f"{r['top1']:.4f}",
          "± se": "" if r.get("se") is None else f"{r['se']:.4f}", "GFLOPs": f"{r['gflops']:.3f}",
          "params (M)": "" if r["params_m"] is None else f"{r['params_m']:.2f}",
-         "within noise of": ", ".join(f"#{n}" for n in r.get("within_noise_of") or ()), "trial": r["number"]}
+         "within noise of": ", ".join(f"#{n}" for n in r.get("within_noise_of") or ()),
+         "same cost as": ", ".join(f"#{n}" for n in r.get("same_cost") or ()), "trial": r["number"]}
         for r in data["front"]
     ]
 
@@ -335,15 +349,18 @@ def noise_note(data: dict[str, Any]) -> str:
     """One sentence saying where the front's ± comes from and which members tie."""
     noise = data["front_noise"]
     if noise["source"] == "seeds":
-        where = "± is the standard error over each member's seeds"
+        where = "± is the seed σ pooled over the trials with 2+ seeds, over √ each member's seeds"
     elif noise["holdout_images"]:
         where = (f"± is the binomial error of one run on the {noise['holdout_images']} held-out images "
                  "(no seeds: seed noise, often larger, is not in it)")
     else:
         return "<p>The held-out set's size is unknown here, so the front's noise is not shown.</p>"
     pairs = "; ".join(f"#{a} ~ #{b}" for a, b in noise["pairs"]) or "none"
+    tol = noise.get("gflops_tol") or 0
+    folded = (f" A member within {100 * tol:g}% of a more accurate one's GFLOPs is folded into it ('same cost "
+              "as'); the stored values stay exact." if tol else "")
     return (f"<p id='front-noise'>{html.escape(where)}. Members whose top-1 differ by less than 1.96 × the "
-            f"combined error cannot be told apart: {html.escape(pairs)}.</p>")
+            f"combined error cannot be told apart: {html.escape(pairs)}.{html.escape(folded)}</p>")
 
 
 def fidelity_section(fidelity: dict[str, Any] | None) -> str:

@@ -11,6 +11,11 @@ the dedup index entry, constraints and first record together, then the final rec
   the proposal is recorded as outcome "reused" (the owner's values when it has them; `front_eligible` +1)
   and does not take a slot, so a new slot is queued and the sampler asked again. When every architecture
   of the space is in the study, the worker says so and leaves the remaining slots queued.
+- With `seeds = "auto"`, once the study's own slots are done a worker with nothing to claim asks
+  studies.seeding which trained trials need one more seed and queues them as jobs (WAITING trials with
+  the architecture's params and `queue.SEED_OF`). A job trains one run of its seed, never judged by
+  MO-ASHA (its trial was trained to the end), is recorded as outcome "seed" with `seed_of`, told PRUNED,
+  takes no slot and keeps no checkpoint artifact; a killed worker's job is retried like any trial.
 - Checkpoints live in the study's run folder (`<study folder>/runs/`, keyed by spec, subset and schedule
   by trainer), so a retried trial continues from its last completed epoch. A finished trial's final
   checkpoint becomes an Optuna artifact and its run folder is removed; if storing the artifacts fails, the
@@ -37,11 +42,11 @@ import trainer
 from search_space import ArchSpec, suggest
 from trainer.checkpoint import FILE as CHECKPOINT
 
-from . import queue, stopping, tracking, trunks
+from . import queue, seeding, stopping, tracking, trunks
 from . import storage as st
 from .config import StudyConfig, StudyError
 from .environment import environment, mismatch_line
-from .fidelity import dedup_key, trial_seed
+from .fidelity import dedup_key, holdout_images, trial_seed
 from .goals import mark_ineligible
 from .journal import exclusive
 from .liveness import Liveness, for_storage, note_failure, retry
@@ -93,6 +98,7 @@ class WorkerStats:
     ran: int = 0
     failed: int = 0
     reused: int = 0
+    seeds: int = 0  # extra-seed jobs queued by this worker (`seeds = "auto"`)
     errors: list[str] = field(default_factory=list)
     exhausted: str | None = None
 
@@ -163,10 +169,13 @@ def work(ctx: Context, study: optuna.Study, hooks: Hooks | None = None, poll_s: 
     stats = WorkerStats()
     streak = duplicates = 0
     fresh = True  # False once the space is exhausted: then only retries are claimed
+    images: list[int | None] = []  # the held-out size, read once when auto seeds first need it
     while True:
         ctx.liveness.recover(study)
         trial = ctx.liveness.claim(study, fresh=fresh)
         if trial is None:
+            if ctx.config.schedule.auto_seeds and _more_seeds(ctx, study, fresh, images, stats):
+                continue
             if not _busy(study, fresh):
                 return stats
             time.sleep(poll_s)
@@ -199,10 +208,22 @@ def _busy(study: optuna.Study, fresh: bool) -> bool:
     return any(t.state == TrialState.RUNNING or fresh or t.params for t in left)
 
 
+def _more_seeds(ctx: Context, study: optuna.Study, fresh: bool, images: list[int | None],
+                stats: WorkerStats) -> bool:
+    """Queue the extra seeds the study's records call for (studies.seeding); whether any was queued."""
+    if not images:
+        images.append(holdout_images(ctx.config))
+    schedule = ctx.config.schedule
+    queued = seeding.top_up(ctx.info, ctx.storage, study, schedule.seed, schedule.max_seeds, images[0],
+                            ctx.config.objective_names, fresh)
+    stats.seeds += queued
+    return queued > 0
+
+
 def _after_duplicate(ctx: Context, study: optuna.Study, duplicates: int, stats: WorkerStats) -> tuple[bool, bool]:
     """Queue a new slot for the duplicate, unless the space is exhausted; returns (fresh, stop)."""
     size = ctx.config.space.size()
-    known = len(queue.owners(ctx.storage, queue.study_id(ctx.storage, study)))
+    known = len({k.split(":seed")[0] for k in queue.owners(ctx.storage, queue.study_id(ctx.storage, study))})
     if known >= size:
         stats.exhausted = (f"the search space holds {size} architecture(s) and all of them are in the study; "
                            "the slots left stay queued (lower --trials or widen [space])")
@@ -228,7 +249,11 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
         cost = ctx.measure(spec, ctx.config.objectives.resolution)
         record.update(fresh_record(spec, cost))
         hooks.on_start(trial.number, spec.name)
-        seed = trial_seed(study, ctx.storage.get_trial(trial._trial_id))  # a fidelity trial's own seed, else None
+        frozen = ctx.storage.get_trial(trial._trial_id)
+        job = seed_job(study, frozen)  # (trial it seeds, seed) of an extra-seed job, else None
+        seed = job[1] if job else trial_seed(study, frozen)  # a fidelity trial's own seed, else None
+        if job:
+            record.update(seed_of=job[0], seed=job[1])
         goals = ctx.config.objectives
         with queue.taking(ctx.info, ctx.storage, study, dedup_key(spec.id, seed), trial) as owner:
             if owner is None:
@@ -238,7 +263,7 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
             record.update(_reuse(ctx, study, trial, record, owner))
         else:
             if goals.feasible(cost.gflops):
-                record.update(_train(ctx, trial, spec, record, hooks, seed))
+                record.update(_train(ctx, trial, spec, record, hooks, seed, job is not None))
             else:
                 record["outcome"] = "over_budget"
             _tell(ctx, study, trial, record)
@@ -254,6 +279,16 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
         _fail(ctx, study, trial, record, message, requeue=False)
         hooks.on_end(trial.number, {**record, "error": message})
         return None, message
+
+
+def seed_job(study: optuna.Study, trial: FrozenTrial) -> tuple[int, int] | None:
+    """(trial number it seeds, training seed) when `trial` is an extra-seed job or a retry of one."""
+    if queue.SEED_OF in trial.user_attrs:
+        job = trial.user_attrs[queue.SEED_OF]
+        return int(job["trial"]), int(job["seed"])
+    if not trial.system_attrs.get("retry_history"):
+        return None
+    return queue.seed_jobs(study.get_trials(deepcopy=False)).get(trial.number)
 
 
 def fresh_record(spec: ArchSpec, cost: objectives.Cost) -> dict[str, Any]:
@@ -282,14 +317,15 @@ def _reuse(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[
 
 
 def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, Any], hooks: Hooks,
-           seed: int | None = None) -> dict[str, Any]:
+           seed: int | None = None, extra_seed: bool = False) -> dict[str, Any]:
     """Proxy-train in the run folder (resuming a checkpoint there); store the spec and final checkpoint.
 
     With `seeds = k` the k runs train one after another (trainer.train_seeds) and the record holds their
     mean and each seed's top-1; MO-ASHA and the tracking run follow the first seed. A trial with its own
-    seed (a fidelity trial) is one run of that seed.
+    seed (a fidelity trial, an extra-seed job) is one run of that seed; an extra seed is never stopped by
+    MO-ASHA and keeps no checkpoint artifact (the first seed's is the architecture's).
     """
-    schedule = ctx.config.schedule if seed is None else replace(ctx.config.schedule, seed=seed, seeds=1)
+    schedule = ctx.config.schedule if seed is None else trainer.single_run(ctx.config.schedule, seed)
     config = replace(ctx.config, schedule=schedule)
     start = trunks.start_for(ctx.config, ctx.info, ctx.storage, trial.study, spec, ctx.subset, ctx.device,
                              ctx.artifacts)  # None from scratch; a shared trunk is built first if need be
@@ -298,7 +334,8 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
         config={"spec": spec.to_dict(), "spec_id": spec.id, "trial": trial.number,
                 "data": ctx.subset.to_dict(), "schedule": config.schedule.to_dict()},
     )
-    goes_on = _rung_rule(ctx, trial, dedup_key(spec.id, seed), record["gflops"])
+    goes_on = (lambda stats: True) if extra_seed else _rung_rule(ctx, trial, dedup_key(spec.id, seed),
+                                                                   record["gflops"])
 
     def on_epoch(stats: trainer.EpochStats) -> bool:
         run.log_epoch(stats.epoch, {k: v for k, v in stats.to_dict().items() if k != "epoch"})
@@ -323,9 +360,16 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
     }
     run.finish({"status": out["outcome"], "top1": out["top1"], "gflops": record["gflops"],
                 "params": record["params"]})
+    if extra_seed:
+        out["outcome"] = "seed"
+        out["error"] = None if trained else f"seed {seed} diverged"
     if out["outcome"] != "trained":
         mark_ineligible(trial)
     folder = Path(result.checkpoint).parent if result.checkpoint else ctx.runs / spec.id
+    if extra_seed:
+        for done in {folder, *(Path(r.checkpoint).parent for r in runs if r.checkpoint)}:
+            shutil.rmtree(done, ignore_errors=True)
+        return out
     try:
         out["artifacts"] = _upload(ctx, trial, spec, folder)
     except Exception as exc:  # the result stands; the checkpoint stays in the run folder
@@ -351,10 +395,12 @@ def _upload(ctx: Context, trial: optuna.Trial, spec: ArchSpec, folder: Path) -> 
 
 
 def _tell(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[str, Any]) -> None:
-    """The final record, then the tell (one append on a journal file: the record rides on the state record)."""
+    """The final record, then the tell (one append on a journal file: the record rides on the state record).
+
+    An extra seed is told PRUNED (studies.seeding says why), as is a stopped trial unless `stopped_as`."""
     with exclusive(trial.storage):
         trial.set_user_attr(RECORD, record)
-        if record["outcome"] == "stopped" and ctx.stopped_as == "pruned":
+        if record["outcome"] == "seed" or (record["outcome"] == "stopped" and ctx.stopped_as == "pruned"):
             study.tell(trial, state=TrialState.PRUNED)
             return
         study.tell(trial, ctx.config.objectives.values(record["top1"], record["gflops"], record["params"]))

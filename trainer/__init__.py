@@ -9,7 +9,7 @@ from trainer.fashion import write_fashion_tree
 from trainer.final import ValResult, score_on_val, val_items
 from trainer.loop import proxy_train
 from trainer.schedule import EpochStats, ProxyResult, Schedule, ScheduleError
-from trainer.seeds import mean_result, seed_schedules, train_seeds
+from trainer.seeds import mean_result, seed_schedules, single_run, train_seeds
 from trainer.subsets import DataError, SubsetCheck, SubsetSpec, check_subset, default_cache_dir, split_subset
 from trainer.trunk import (
     Start,
@@ -52,6 +52,7 @@ __all__ = [
     "resolve_device",
     "score_on_val",
     "seed_schedules",
+    "single_run",
     "split_subset",
     "train_seeds",
     "train_trunk",

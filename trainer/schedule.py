@@ -15,6 +15,8 @@ from typing import Any, Literal
 from trainer.augment import AUGMENTS
 
 Status = Literal["ok", "diverged", "stopped"]  # stopped: the caller's on_epoch said so
+#: `max_seeds` by default: 4 runs halve a single run's seed noise (1/sqrt(4)) at most 4x its cost.
+MAX_SEEDS = 4
 
 
 class ScheduleError(ValueError):
@@ -47,13 +49,25 @@ class Schedule:
     amp: bool = True
     channels_last: bool = True
     #: Runs per architecture, seeds `seed`, `seed`+1, ...; their mean is the result (trainer.train_seeds).
-    seeds: int = 1
+    #: "auto": one run each, and a study adds runs only where its front is undecided (studies.seeding).
+    seeds: int | Literal["auto"] = 1
+    #: With `seeds = "auto"`: the most runs one architecture gets (its first included).
+    max_seeds: int = MAX_SEEDS
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "seeds"):
+        for name in ("epochs", "batch_size", "seeds", "max_seeds"):
             value = getattr(self, name)
+            if name == "seeds" and value == "auto":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ScheduleError(f"{name}: {value!r} must be a whole number >= 1")
+                hint = ' or "auto"' if name == "seeds" else ""
+                raise ScheduleError(f"{name}: {value!r} must be a whole number >= 1{hint}")
+        if self.max_seeds != MAX_SEEDS and self.seeds != "auto":
+            raise ScheduleError(f'max_seeds: {self.max_seeds!r} applies to seeds = "auto" only; set seeds = "auto" '
+                                "or remove max_seeds")
+        if self.seeds == "auto" and self.max_seeds < 2:
+            raise ScheduleError(f'max_seeds: {self.max_seeds!r} must be >= 2 with seeds = "auto" (use seeds = 1 '
+                                "for one run per architecture)")
         for name in ("lr", "width_mult"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:
@@ -68,16 +82,28 @@ class Schedule:
             raise ScheduleError(f"min_scale: {self.min_scale!r} must be in (0, 1], e.g. 0.35")
 
     @property
+    def auto_seeds(self) -> bool:
+        """Whether a study adds seeds where its front is undecided (`seeds = "auto"`)."""
+        return self.seeds == "auto"
+
+    @property
+    def runs(self) -> int:
+        """Runs a trial trains at once: `seeds`, or 1 with "auto" (the others come as their own jobs)."""
+        return 1 if self.seeds == "auto" else int(self.seeds)
+
+    @property
     def id(self) -> str:
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        """All fields, except `seeds` at its default 1: run keys (checkpoint folders) and study identities
-        written before `seeds` existed stay valid."""
+        """All fields, except `seeds` and `max_seeds` at their defaults (1, MAX_SEEDS): run keys (checkpoint
+        folders) and study identities written before they existed stay valid."""
         data = asdict(self)
         if self.seeds == 1:
             del data["seeds"]
+        if self.max_seeds == MAX_SEEDS:
+            del data["max_seeds"]
         return data
 
     @classmethod

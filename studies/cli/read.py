@@ -20,6 +20,9 @@ from ..config import StudyError
 from .app import Storage, StudyFile, StudyName, _config, _existing, app, out
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (records as `attnas front --json` shows them).")]
+GflopsTol = Annotated[float, typer.Option(
+    "--gflops-tol", help="Fold front members whose GFLOPs are within this fraction of a more accurate one's "
+    "(shown as 'same cost as'); 0 shows the exact front.")]
 
 
 def existing_study(study_file: Path | None, storage: str | None, name: str | None) -> tuple[Any, Any]:
@@ -77,37 +80,49 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
 
 @app.command()
 def front(study_file: StudyFile = None, storage: Storage = None, study: StudyName = None,
-          as_json: Json = False) -> None:
+          as_json: Json = False, gflops_tol: GflopsTol = 0.02) -> None:  # records.GFLOPS_TOL
     """The Pareto front (trained trials within budget, one per architecture), cheapest first."""
-    from ..records import objectives_of, pareto_front, records
+    from ..records import check_tolerance, objectives_of, records, shown_front
 
+    check_tolerance(gflops_tol)
     s, _ = existing_study(study_file, storage, study)
-    if as_json:
-        print(json.dumps([r.to_dict() for r in pareto_front(records(s), objectives_of(s))], indent=2))
+    if as_json:  # the shown members' records (`--gflops-tol 0`: every member of the exact front)
+        print(json.dumps([r.to_dict() for r in shown_front(records(s), objectives_of(s), gflops_tol)], indent=2))
     else:
-        front_table(s)
+        front_table(s, gflops_tol)
 
 
-def front_table(study: Any) -> None:
-    """Print the study's Pareto front as a table (also what `attnas search` ends with)."""
+def front_table(study: Any, gflops_tol: float | None = None) -> None:
+    """Print the study's shown Pareto front as a table (also what `attnas search` ends with)."""
     from ..fidelity import study_front_noise
-    from ..records import objectives_of, pareto_front, records
+    from ..records import GFLOPS_TOL, objectives_of, pareto_front, records, same_cost
 
-    noise = study_front_noise(study)  # seeds' standard error, else the held-out set's binomial error
+    tol = GFLOPS_TOL if gflops_tol is None else gflops_tol
+    exact = pareto_front(records(study), objectives_of(study))
+    folded = same_cost(exact, objectives_of(study), tol)
+    shown = [r for r in exact if r.number in folded]
+    noise = study_front_noise(study, shown)  # pooled seed σ / √runs, else the held-out set's binomial error
     table = Table(title=f"Pareto front of {study.study_name}")
-    for column in ("name", "top-1", "± (pts)", "GFLOPs", "params (M)", "within noise of", "trial"):
-        table.add_column(column, justify="left" if column in ("name", "within noise of") else "right")
-    for r in pareto_front(records(study), objectives_of(study)):
+    columns = ("name", "top-1", "± (pts)", "seeds", "GFLOPs", "params (M)", "within noise of", "same cost as",
+               "trial")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("name", "within noise of", "same cost as")
+                         else "right")
+    for r in shown:
         se = noise["se"].get(r.number)
         ties = ", ".join(f"#{n}" for n in noise["ties"].get(r.number, []))
+        same = ", ".join(f"#{n}" for n in folded[r.number])
         table.add_row(r.name, f"{100 * (r.top1 or 0):.1f}%", "-" if se is None else f"{100 * se:.1f}",
-                      f"{r.gflops:.3f}", f"{r.params_m:.2f}" if r.params_m is not None else "-", ties or "-",
+                      str(max(1, len(r.seeds))), f"{r.gflops:.3f}",
+                      f"{r.params_m:.2f}" if r.params_m is not None else "-", ties or "-", same or "-",
                       str(r.number))
     out.print(table)
     if any(noise["ties"].values()):
         out.print(f"'within noise of': top-1 differences under 1.96 standard errors ({noise['source']}); "
                   "`attnas fidelity` retrains the front with seeds to tell them apart")
-
+    if any(folded.values()):
+        out.print(f"'same cost as': front members within {100 * tol:g}% of this one's GFLOPs and less accurate, "
+                  "folded into it (`--gflops-tol 0` lists them)")
 
 
 def budget_option(value: float) -> float:
@@ -160,16 +175,18 @@ def pick(study_file: StudyFile = None, storage: Storage = None, study: StudyName
 def report(study_file: StudyFile = None, storage: Storage = None, study: StudyName = None,
            out_file: Annotated[Path, typer.Option("--out")] = Path("attnas-report.html"),
            as_json: Annotated[bool, typer.Option("--json", help="Print the data the page draws; no page.")] = False,
-           ) -> None:
+           gflops_tol: GflopsTol = 0.02) -> None:  # records.GFLOPS_TOL
     """Write the self-contained HTML report (or print its data with --json)."""
+    from ..records import check_tolerance
     from ..report import study_report_data, write_report
 
+    check_tolerance(gflops_tol)
     s, config = existing_study(study_file, storage, study)
     budget = config.max_gflops if config is not None else None
     if as_json:
-        print(json.dumps(study_report_data(s, budget), indent=2))
+        print(json.dumps(study_report_data(s, budget, gflops_tol), indent=2))
     else:
-        out.print(f"report: {write_report(s, out_file, budget)}")
+        out.print(f"report: {write_report(s, out_file, budget, gflops_tol)}")
 
 
 @app.command()
