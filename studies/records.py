@@ -76,6 +76,8 @@ class TrialRecord:
     #: Top-1 of the same architecture under other seeds, and results at other fidelities (issue 9/10).
     seeds: tuple[float, ...] = ()
     fidelity: Mapping[str, Any] | None = None
+    #: Who ran (or runs) it: studies.environment.identity() of the worker that started it (host, pid, Slurm).
+    worker: Mapping[str, Any] | None = None
     #: The sampler's choices (trial.params) and their distributions as optuna JSON (for importances).
     choices: Mapping[str, Any] = field(default_factory=dict)
     distributions: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -140,6 +142,7 @@ def record(trial: FrozenTrial) -> TrialRecord:
         artifacts=tuple(str(a) for a in data.get("artifacts") or ()),
         seeds=tuple(float(v) for v in data.get("seeds") or ()),
         fidelity=MappingProxyType(dict(data["fidelity"])) if data.get("fidelity") else None,
+        worker=MappingProxyType(dict(data["worker"])) if isinstance(data.get("worker"), Mapping) else None,
         choices=MappingProxyType(dict(trial.params)),
         distributions=MappingProxyType(
             {k: optuna.distributions.distribution_to_json(d) for k, d in trial.distributions.items()}

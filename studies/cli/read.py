@@ -46,14 +46,16 @@ def require_storage(info: st.StorageInfo) -> None:
 def status(study_file: StudyFile = None, storage: Storage = None, study: StudyName = None,
            as_json: Json = False) -> None:
     """Trials per status (trained, over budget, reused, diverged, failed, ...) and each failure's error."""
+    from ..environment import where
     from ..records import Status, counts, records
 
     s, config = existing_study(study_file, storage, study)
     rs = records(s)
     failed = [r for r in rs if r.status in (Status.FAILED, Status.INTERRUPTED)]
+    running = [r for r in rs if r.status == Status.RUNNING]
     if as_json:
-        print(json.dumps({"study": s.study_name, "counts": counts(rs), "failed": [r.to_dict() for r in failed]},
-                         indent=2))
+        print(json.dumps({"study": s.study_name, "counts": counts(rs), "failed": [r.to_dict() for r in failed],
+                          "running": [r.to_dict() for r in running]}, indent=2))
         return
     table = Table(title=f"study {s.study_name}")
     for column in ("status", "trials"):
@@ -63,6 +65,8 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
     out.print(table)
     for r in failed:
         out.print(f"trial {r.number} {r.status.value}: {r.error or 'no error recorded'}", markup=False)
+    for r in running:
+        out.print(f"trial {r.number} running on {where(r.worker)}: {r.name}", markup=False)
     if config:
         out.print(f"total: {config.trials}; objectives: {', '.join(config.objective_names)}; "
                   f"budget: {config.max_gflops or 'none'} GFLOPs")
