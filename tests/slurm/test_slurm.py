@@ -8,6 +8,7 @@ WANDB_MODE, OMP_NUM_THREADS=1 and a fast heartbeat. Every wait is on a storage, 
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -59,9 +60,9 @@ def _exact(study: optuna.Study, n: int) -> list[FrozenTrial]:
 
 
 def _task(trial: FrozenTrial) -> str:
-    """`<array job>_<task>` of the Slurm task that ran `trial` (its worker identity)."""
+    """`<array job>_<task>` (or the job id: submitit submits one worker as a plain job) that ran `trial`."""
     slurm = trial.user_attrs["attnas"]["worker"]["slurm"]
-    return f"{slurm['array_job']}_{slurm['array_task']}"
+    return f"{slurm['array_job']}_{slurm['array_task']}" if "array_job" in slurm else slurm["job"]
 
 
 def _training(url: str, name: str, runs: Path) -> tuple[FrozenTrial, int] | None:
@@ -122,3 +123,78 @@ def test_cancelled_task_trial_resumes_in_another_task(slurm, tiny_study, attnas,
     other = f"{array}_{1 - int(task.split('_')[1])}"
     assert slurm.ended(array) == {task: ["CANCELLED"], other: ["COMPLETED"]}
     assert "SIGTERM: the running trial is queued again" in (tmp_path / "slurm" / f"{task}_0_log.err").read_text()
+
+
+
+class Watch:
+    """Polls one task of a one-trial study: records each checkpoint epoch seen and lets a requeued task start
+    at once (Slurm holds a requeued job back about 2 minutes, `BeginTime`; the worker has re-queued its trial
+    before: on USR2 before it asks for the requeue, on SIGTERM before it exits and the job leaves the node)."""
+
+    def __init__(self, slurm, task: str, runs: Path) -> None:
+        self.slurm, self.task, self.runs = slurm, task, runs
+        self.epochs: list[int] = []  # checkpoint epochs in the order seen: never going back = never retrained
+        self.released = 0
+        self.stops = self.since = 0  # stops of the worker seen in its log; len(epochs) at the last one
+        self.requeued = False
+
+    def epoch(self) -> int:
+        states = [load_checkpoint(p) for p in self.runs.glob(f"*/{FILE}")]
+        epoch = max((s["epoch"] for s in states if s), default=0)
+        if epoch != (self.epochs[-1] if self.epochs else None):
+            self.epochs.append(epoch)
+        held = self.slurm.run("squeue", "-h", "-r", "-j", self.task, "-o", "%T %r").split()
+        if held == ["PENDING", "BeginTime"]:
+            self.released += 1
+            self.slurm.run("scontrol", "update", f"JobId={self.task}", "StartTime=now")
+        return epoch
+
+    def until(self, check, what: str, timeout: float = 180):
+        return self.slurm.until(lambda: (self.epoch(), check())[1], what, timeout)
+
+
+def test_timed_out_and_requeued_task_resumes_its_trial(slurm, tiny_study, attnas, tmp_path, monkeypatch):
+    """One worker with a 2-minute limit, one trial far longer. `scontrol requeue` (SIGTERM) and then the
+    time-limit warning (USR2, `--signal=USR2@30` set by launch, which Slurm sends 60-90 s into the job) each
+    queue the trial again at once and the task comes back (after USR2 it requeues itself) to resume it from its
+    last checkpoint. The trial never ends: the test stops the task once both have happened mid-trial, each
+    followed by more epochs, and checks that nothing was lost or trained twice. (With a 1-minute limit the
+    warning can come 15 s into the job, before a loaded machine has even imported torch.)"""
+    monkeypatch.setenv("ATTNAS_MAX_RETRY", "20")  # a trial longer than the time limit is interrupted each time
+    url = f"journal://{tmp_path}/study.log"
+    path = _study(tiny_study, url, trials=1, epochs=500, images=60)
+    job = _launch(attnas, path, tmp_path, workers=1, time_min=2)  # one worker: a plain job, not an array
+    err = tmp_path / "slurm" / f"{job}_0_log.err"
+    watch = Watch(slurm, job, tmp_path / ".attnas" / path.stem / "runs")
+    log = lambda: err.read_text() if err.exists() else ""  # noqa: E731
+    seen: dict[str, int] = {}  # signal -> the epoch it interrupted, for stops of a trial that had trained on
+
+    def progress() -> bool:
+        """Note each stop of a trial mid-training; requeue the task by hand once it has trained an epoch."""
+        stops = re.findall(r"attnas: (SIG\w+).*: the running trial is queued again", log())
+        if len(stops) > watch.stops:
+            watch.stops = len(stops)
+            if len(watch.epochs) > watch.since + 1:  # this attempt had checkpointed an epoch: mid-trial
+                seen.setdefault(stops[-1], watch.epochs[-1])
+            watch.since = len(watch.epochs)
+        ran = len(watch.epochs) > watch.since + 1  # the attempt after the last stop went on by an epoch
+        if ran and not watch.requeued:
+            slurm.run("scontrol", "requeue", job)
+            watch.requeued = True
+        return ran and len(seen) == 2
+
+    try:
+        watch.until(progress, "a requeue and a time limit each mid-trial, each followed by more epochs", 400)
+    finally:
+        print(log(), f"checkpoint epochs seen: {watch.epochs}; interrupted at: {seen}")
+        slurm.run("scancel", job)
+    assert watch.epochs == sorted(watch.epochs)  # each attempt went on from the last, none started over
+    assert "SIGUSR2 (time limit near): the running trial is queued again; this task is requeued" in log()
+    study = _open(url, path.stem)
+    slurm.until(lambda: not study.get_trials(states=(TrialState.RUNNING,)), "the cancelled task's trial", 60)
+    chain = sorted(study.trials, key=lambda t: t.number)  # each attempt a FAIL trial, its retry the next
+    assert len(chain) >= 3 and {t.state for t in chain[:-1]} == {TrialState.FAIL}
+    assert {t.user_attrs["attnas"]["error"] for t in chain[:-1]} == {"interrupted"}
+    assert chain[-1].state == TrialState.WAITING  # queued again after the scancel: nothing lost
+    assert all(t.system_attrs.get("failed_trial") == prev.number for prev, t in itertools.pairwise(chain))
+    assert {_task(t) for t in chain[:-1]} == {job}  # one Slurm job ran every attempt
