@@ -7,6 +7,10 @@ journal file on shared disk; SQLite on NFS corrupts and locks (Optuna #815, #820
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,12 +50,79 @@ def run_worker(config_dict: dict[str, Any], source: str | None) -> int:
     return work(ctx, study).ran
 
 
+def run_task(config_dict: dict[str, Any], source: str | None) -> int | None:
+    """What an array task runs: `run_worker`, stopping cleanly on Slurm's signals (see `stop_on_signals`).
+
+    Returns the number of trials run, or None when a signal stopped the task; after the time-limit warning
+    (USR2) the task has first asked Slurm to requeue it, so it comes back with a fresh time limit.
+    """
+    caught = stop_on_signals()
+    try:
+        return run_worker(config_dict, source)
+    except KeyboardInterrupt:
+        if not caught:
+            raise
+    name = signal.Signals(caught[0]).name
+    if caught[0] == signal.SIGUSR2 and requeue_self():
+        print(f"attnas: {name} (time limit near): the running trial is queued again; this task is requeued",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"attnas: {name}: the running trial is queued again; this task stops", file=sys.stderr, flush=True)
+    return None
+
+
+def stop_on_signals() -> list[int]:
+    """Make SIGTERM and SIGUSR2 stop the worker the way Ctrl-C stops `attnas worker`; returns the signals seen.
+
+    Why replace submitit's handlers: it ignores SIGTERM ("bypass"), so a cancelled, preempted or timed-out task
+    died of the SIGKILL that follows and its trial stayed RUNNING until the heartbeat grace (ATTNAS_GRACE_S);
+    and on USR2 it raises an error into whatever is running unless the function is checkpointable. Here the
+    first signal raises KeyboardInterrupt, so the worker fails the trial as "interrupted" and queues it again
+    at once (its checkpoint stays in the run folder, so whoever claims it resumes at the last epoch); later
+    signals (Slurm sends SIGTERM after USR2 and when it requeues) are only noted, so the re-queue is never cut
+    short. A forked child (a decode pool) keeps each signal's default meaning.
+    """
+    owner, caught = os.getpid(), []
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        caught.append(signum)
+        if len(caught) == 1:
+            raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(signum, handler)
+    return caught
+
+
+def requeue_self() -> bool:
+    """Ask Slurm to requeue this array task (pending again, a fresh time limit); False when it cannot."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job = f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return False
+    proc = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    if proc.returncode:
+        print(f"attnas: could not requeue {job}: {proc.stderr.strip()}", file=sys.stderr, flush=True)
+    return proc.returncode == 0
+
+
+def signal_delay_s(time_min: int) -> int:
+    """How long before the time limit Slurm sends USR2: 90 s, or a quarter of a short limit."""
+    return min(90, time_min * 60 // 4)
+
+
 def _parameters(options: SlurmOptions, name: str) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "job_name": f"attnas-{name}", "time": options.time_min, "gpus_per_node": options.gpus_per_node,
-        "cpus_per_task": options.cpus_per_task, "mem": f"{options.mem_gb}GB", "ntasks_per_node": 1,
-        "array_parallelism": options.workers,
+        "job_name": f"attnas-{name}", "time": options.time_min, "cpus_per_task": options.cpus_per_task,
+        "mem": f"{options.mem_gb}GB", "ntasks_per_node": 1, "array_parallelism": options.workers,
+        "signal_delay_s": signal_delay_s(options.time_min), "additional_parameters": {"requeue": True},
     }
+    if options.gpus_per_node:  # --gpus 0: no GPU request at all (a CPU partition may have no GRES)
+        params["gpus_per_node"] = options.gpus_per_node
     if options.partition:
         params["partition"] = options.partition
     if options.setup:
@@ -89,6 +160,6 @@ def launch(config: StudyConfig, options: SlurmOptions) -> list[str]:
     """Submit `options.workers` array tasks; returns their Slurm job ids."""
     executor = _executor(Path(options.folder), dry_run=False)
     executor.update_parameters(**_parameters(options, config.name))
-    jobs = executor.map_array(run_worker, [config.to_dict()] * options.workers,
+    jobs = executor.map_array(run_task, [config.to_dict()] * options.workers,
                               [config.source] * options.workers)
     return [job.job_id for job in jobs]

@@ -91,6 +91,8 @@ class TrialRecord:
     fidelity: Mapping[str, Any] | None = None
     #: The key of the shared trunk it started from (studies.trunks), None from scratch.
     trunk: str | None = None
+    #: Who ran (or runs) it: studies.environment.identity() of the worker that started it (host, pid, Slurm).
+    worker: Mapping[str, Any] | None = None
     #: The sampler's choices (trial.params) and their distributions as optuna JSON (for importances).
     choices: Mapping[str, Any] = field(default_factory=dict)
     distributions: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -198,6 +200,7 @@ def record(trial: FrozenTrial, failure: str | None = None, retried_as: int | Non
         seed=_whole(data.get("seed")),
         fidelity=MappingProxyType(dict(data["fidelity"])) if data.get("fidelity") else None,
         trunk=data.get("trunk"),
+        worker=MappingProxyType(dict(data["worker"])) if isinstance(data.get("worker"), Mapping) else None,
         choices=MappingProxyType(dict(trial.params)),
         distributions=MappingProxyType(
             {k: optuna.distributions.distribution_to_json(d) for k, d in trial.distributions.items()}

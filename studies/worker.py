@@ -45,7 +45,7 @@ from trainer.checkpoint import FILE as CHECKPOINT
 from . import queue, seeding, stopping, tracking, trunks
 from . import storage as st
 from .config import StudyConfig, StudyError
-from .environment import environment, mismatch_line
+from .environment import environment, identity, mismatch_line
 from .fidelity import dedup_key, holdout_images, trial_seed
 from .goals import mark_ineligible
 from .journal import exclusive
@@ -295,7 +295,8 @@ def fresh_record(spec: ArchSpec, cost: objectives.Cost) -> dict[str, Any]:
     """The trial attr as it is known before any training (docs/CONTRACT.md), without an outcome yet."""
     return {"spec": spec.to_dict(), "spec_id": spec.id, "spec_name": spec.name, "gflops": cost.gflops,
             "gflops_fvcore": cost.gflops_fvcore, "params": cost.params, "top1": None, "top5": None, "epochs": 0,
-            "start_epoch": 0, "curve": [], "seconds": 0.0, "reused_from": None, "error": None, "artifacts": []}
+            "start_epoch": 0, "curve": [], "seconds": 0.0, "reused_from": None, "error": None, "artifacts": [],
+            "worker": identity()}  # who runs it: `attnas status` names the host and Slurm task
 
 
 def _reuse(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[str, Any],

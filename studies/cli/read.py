@@ -50,6 +50,7 @@ def require_storage(info: st.StorageInfo) -> None:
 def status(study_file: StudyFile = None, storage: Storage = None, study: StudyName = None,
            as_json: Json = False) -> None:
     """Trials per status (trained, over budget, reused, diverged, failed, ...) and each failure's error."""
+    from ..environment import where
     from ..records import Status, counts, environments, failure_text, records
     from ..trunks import cost_line, cost_rows
     from .provenance import environment_block
@@ -58,9 +59,11 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
     rs = records(s)
     failed = [r for r in rs if r.status in (Status.FAILED, Status.INTERRUPTED)]
     trunks = cost_rows(s, rs)
+    running = [r for r in rs if r.status == Status.RUNNING]
     if as_json:
         print(json.dumps({"study": s.study_name, "counts": counts(rs), "failed": [r.to_dict() for r in failed],
-                          "environment": environments(s), "trunks": trunks}, indent=2))
+                          "running": [r.to_dict() for r in running], "environment": environments(s),
+                          "trunks": trunks}, indent=2))
         return
     table = Table(title=f"study {s.study_name}")
     for column in ("status", "trials"):
@@ -72,6 +75,8 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
         out.print(f"trial {r.number} {r.status.value}: {failure_text(r)}", markup=False)
     for row in trunks:
         out.print(cost_line(row), markup=False)
+    for r in running:
+        out.print(f"trial {r.number} running on {where(r.worker)}: {r.name}", markup=False)
     if config:
         out.print(f"total: {config.trials}; objectives: {', '.join(config.objective_names)}; "
                   f"budget: {config.max_gflops or 'none'} GFLOPs")
