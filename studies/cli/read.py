@@ -8,6 +8,7 @@ storage file or folder that is not there: a mistyped path is an error, not a new
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,7 +63,8 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
         table.add_row(name.replace("_", " "), str(n))
     out.print(table)
     for r in failed:
-        out.print(f"trial {r.number} {r.status.value}: {r.error or 'no error recorded'}", markup=False)
+        out.print(f"trial {r.number} {r.status.value}: {r.error or 'no error recorded'}", markup=False,
+                  soft_wrap=True)
     if config:
         out.print(f"total: {config.trials}; objectives: {', '.join(config.objective_names)}; "
                   f"budget: {config.max_gflops or 'none'} GFLOPs")
@@ -81,26 +83,58 @@ def front(study_file: StudyFile = None, storage: Storage = None, study: StudyNam
         front_table(s)
 
 
-def front_table(study: Any) -> None:
-    """Print the study's Pareto front as a table (also what `attnas search` ends with)."""
+def front_rows(study: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The front as the table shows it, one dict per member (full name, top-1, ±, GFLOPs, params, ties,
+    trial), cheapest first, and its noise (studies.fidelity.front_noise)."""
     from ..fidelity import study_front_noise
     from ..records import objectives_of, pareto_front, records
 
     noise = study_front_noise(study)  # seeds' standard error, else the held-out set's binomial error
-    table = Table(title=f"Pareto front of {study.study_name}")
-    for column in ("name", "top-1", "± (pts)", "GFLOPs", "params (M)", "within noise of", "trial"):
-        table.add_column(column, justify="left" if column in ("name", "within noise of") else "right")
-    for r in pareto_front(records(study), objectives_of(study)):
-        se = noise["se"].get(r.number)
-        ties = ", ".join(f"#{n}" for n in noise["ties"].get(r.number, []))
-        table.add_row(r.name, f"{100 * (r.top1 or 0):.1f}%", "-" if se is None else f"{100 * se:.1f}",
-                      f"{r.gflops:.3f}", f"{r.params_m:.2f}" if r.params_m is not None else "-", ties or "-",
-                      str(r.number))
-    out.print(table)
-    if any(noise["ties"].values()):
-        out.print(f"'within noise of': top-1 differences under 1.96 standard errors ({noise['source']}); "
-                  "`attnas fidelity` retrains the front with seeds to tell them apart")
+    rows = [{"name": r.name, "top1": r.top1, "se": noise["se"].get(r.number), "gflops": r.gflops,
+             "params_m": r.params_m, "ties": noise["ties"].get(r.number, []), "trial": r.number}
+            for r in pareto_front(records(study), objectives_of(study))]
+    return rows, noise
 
+
+FRONT_COLUMNS = ("name", "top-1", "± (pts)", "GFLOPs", "params (M)", "within noise of", "trial")
+
+
+def front_cells(row: dict[str, Any]) -> list[str]:
+    se, params = row["se"], row["params_m"]
+    return [row["name"], f"{100 * (row['top1'] or 0):.1f}%", "-" if se is None else f"{100 * se:.1f}",
+            f"{row['gflops']:.3f}", f"{params:.2f}" if params is not None else "-",
+            ", ".join(f"#{n}" for n in row["ties"]) or "-", str(row["trial"])]
+
+
+def front_table(study: Any, log_format: str = "auto") -> None:
+    """Print the study's Pareto front (also what `attnas search` ends with), every name in full: a rich table
+    on a terminal (a long name folds, never cut), a plain-text table anywhere else, one JSON line with `json`."""
+    from ..events import stamp
+    from ..logs import Lines, plain_table, resolve
+
+    rows, noise = front_rows(study)
+    title = f"Pareto front of {study.study_name}"
+    note = (f"'within noise of': top-1 differences under 1.96 standard errors ({noise['source']}); "
+            "`attnas fidelity` retrains the front with seeds to tell them apart") if any(noise["ties"].values()) else ""
+    fmt = resolve(log_format, out.is_terminal)
+    if fmt == "json":
+        Lines(None, "json").write(json.dumps({"event": "front", "time": stamp(time.time()),
+                                              "study": study.study_name, "members": rows}, allow_nan=False))
+        return
+    if fmt == "plain":
+        right = [c not in ("name", "within noise of") for c in FRONT_COLUMNS]
+        lines = [f"{title} ({len(rows)} member(s))", *plain_table(FRONT_COLUMNS, [front_cells(r) for r in rows], right)]
+        print("\n".join([*lines, *([note] if note else [])]), flush=True)
+        return
+    table = Table(title=title)
+    for column in FRONT_COLUMNS:
+        table.add_column(column, justify="left" if column in ("name", "within noise of") else "right",
+                         overflow="fold")
+    for row in rows:
+        table.add_row(*front_cells(row))
+    out.print(table)
+    if note:
+        out.print(note)
 
 
 @app.command()
@@ -124,10 +158,11 @@ def pick(study_file: StudyFile = None, storage: Storage = None, study: StudyName
         print(json.dumps({**chosen.to_dict(), "written": str(path)}, indent=2))
         return
     out.print(f"{spec.name}: top-1 {100 * (chosen.top1 or 0):.1f}%, {chosen.gflops:.3f} GFLOPs "
-              f"(trial {chosen.number})", markup=False)
+              f"(trial {chosen.number})", markup=False, soft_wrap=True)
     out.print(f"wrote {path}; build it with:\n  from search_space import ArchSpec, build_model\n"
               f"  model = build_model(ArchSpec.from_json(open({str(path)!r}).read()), num_classes=1000)\n"
-              f"or retrain it and report its val/ accuracy: attnas train {path} --data DIR --val", markup=False)
+              f"or retrain it and report its val/ accuracy: attnas train {path} --data DIR --val", markup=False,
+              soft_wrap=True)
 
 
 @app.command()
