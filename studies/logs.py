@@ -223,11 +223,19 @@ def work_logged(ctx: Any, study: Any, emit: Emit) -> Any:
 
     emit(WorkerStarted(study.study_name, st.mask(ctx.info.url), ctx.config.trials, slots_done(study),
                        str(ctx.device)))
+    ended: list[TrialEnded] = []  # what the worker ran, for its last line when an error ends it
+
+    def seen(event: Event) -> None:
+        if isinstance(event, TrialEnded) and event.outcome != "interrupted":
+            ended.append(event)
+        emit(event)
+
     try:
-        stats = work(ctx, study, Hooks.every(emit))
+        stats = work(ctx, study, Hooks.every(seen))
     except BaseException as exc:
         error = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        emit(WorkerEnded(error=st.mask(error)))
+        emit(WorkerEnded(len(ended), sum(e.outcome == "failed" for e in ended),
+                         sum(e.outcome == "reused" for e in ended), error=st.mask(error)))
         raise
     emit(WorkerEnded(stats.ran, stats.failed, stats.reused, stats.exhausted))
     return stats

@@ -201,3 +201,30 @@ def test_a_log_that_cannot_be_written_never_stops_the_worker() -> None:
             raise OSError(28, "No space left on device")
 
     Lines(Full(), "plain")(TrialRetried(3, 90.0))
+
+
+def test_failed_trials_and_the_error_that_stops_a_worker_are_logged(tiny_study, tmp_path, monkeypatch) -> None:
+    """Three trials in a row that raise stop the worker: each is a `failed` end naming its error, and the
+    worker's last line says what it ran and which error stopped it."""
+    from dataclasses import replace
+
+    from studies.config import StudyError, read_file
+    from studies.logs import Lines, work_logged
+    from studies.worker import start
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: out of memory")
+
+    monkeypatch.chdir(tmp_path)
+    ctx, study = start(read_file(tiny_study(trials=3, kinds='["none", "se", "gc"]')), join=True)
+    log = io.StringIO()
+    with pytest.raises(StudyError, match="3 trials in a row failed"):
+        work_logged(replace(ctx, train=broken), study, Lines(log, "json"))
+    events = [json.loads(line) for line in log.getvalue().splitlines()]
+    ends = [e for e in events if e["event"] == "trial_end"]
+    assert [(e["trial"], e["outcome"]) for e in ends] == [(0, "failed"), (1, "failed"), (2, "failed")]
+    assert all(e["error"] == f"trial {e['trial']}: RuntimeError: CUDA error: out of memory" and e["name"]
+               for e in ends)
+    last = events[-1]
+    assert (last["event"], last["ran"], last["failed"]) == ("worker_end", 3, 3)
+    assert last["error"].startswith("StudyError: 3 trials in a row failed in this worker (last: trial 2: RuntimeError")
