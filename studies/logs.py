@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, TextIO
 
@@ -73,6 +74,11 @@ def plain_line(event: Event) -> str:
 
 def json_line(event: Event) -> str:
     return json.dumps(to_dict(event), allow_nan=False)
+
+
+def json_event(kind: str, **fields: Any) -> str:
+    """A JSON line for what is not a worker's event (`search`'s front and report), shaped like the events."""
+    return json.dumps({"event": kind, "time": stamp(time.time()), **fields}, allow_nan=False)
 
 
 def _started(e: TrialStarted) -> str:
@@ -159,17 +165,11 @@ class Lines:
 
 
 def plain_hooks(stream: TextIO | None = None) -> Any:
-    """worker.Hooks writing one plain timestamped line per event to `stream` (stdout by default)."""
+    """worker.Hooks writing one plain timestamped line per event to `stream` (stdout by default): for code that
+    calls `worker.work` itself (`launch.run_worker` uses `work_logged`, which adds the worker's start and end)."""
     from .worker import Hooks
 
     return Hooks.every(Lines(stream, "plain"))
-
-
-def json_hooks(stream: TextIO | None = None) -> Any:
-    """worker.Hooks writing one JSON object per line per event to `stream` (stdout by default)."""
-    from .worker import Hooks
-
-    return Hooks.every(Lines(stream, "json"))
 
 
 @contextlib.contextmanager

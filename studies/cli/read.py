@@ -8,7 +8,6 @@ storage file or folder that is not there: a mistyped path is an error, not a new
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,8 +108,7 @@ def front_cells(row: dict[str, Any]) -> list[str]:
 def front_table(study: Any, log_format: str = "auto") -> None:
     """Print the study's Pareto front (also what `attnas search` ends with), every name in full: a rich table
     on a terminal (a long name folds, never cut), a plain-text table anywhere else, one JSON line with `json`."""
-    from ..events import stamp
-    from ..logs import Lines, plain_table, resolve
+    from ..logs import Lines, json_event, plain_table, resolve
 
     rows, noise = front_rows(study)
     title = f"Pareto front of {study.study_name}"
@@ -118,8 +116,7 @@ def front_table(study: Any, log_format: str = "auto") -> None:
             "`attnas fidelity` retrains the front with seeds to tell them apart") if any(noise["ties"].values()) else ""
     fmt = resolve(log_format, out.is_terminal)
     if fmt == "json":
-        Lines(None, "json").write(json.dumps({"event": "front", "time": stamp(time.time()),
-                                              "study": study.study_name, "members": rows}, allow_nan=False))
+        Lines(None, "json").write(json_event("front", study=study.study_name, members=rows))
         return
     if fmt == "plain":
         right = [c not in ("name", "within noise of") for c in FRONT_COLUMNS]

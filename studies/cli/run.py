@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
@@ -56,7 +54,7 @@ def search(study_file: Path, trials: Trials = None, storage: Storage = None, no_
     """Create (or resume) the study, run one worker, print the Pareto front, write the report."""
     config = _config(study_file, trials, storage, no_wandb)  # first: a bad file is refused in a blink
 
-    from ..events import stamp
+    from ..logs import Lines, json_event
     from ..report import write_report
 
     study = _work(config, log_format.value)
@@ -65,7 +63,7 @@ def search(study_file: Path, trials: Trials = None, storage: Storage = None, no_
     path.parent.mkdir(parents=True, exist_ok=True)
     written = write_report(study, path)
     if log_format == LogFormat.json:
-        print(json.dumps({"event": "report", "time": stamp(time.time()), "path": str(written)}), flush=True)
+        Lines(None, "json").write(json_event("report", path=str(written)))
     else:
         out.print(f"report: {written}", soft_wrap=True)
     require_success(study)
