@@ -29,6 +29,7 @@ class SlurmOptions:
     mem_gb: int = 32
     folder: str = ".attnas/slurm"
     setup: tuple[str, ...] = ()
+    log_format: str = "plain"  # what each task's .out file holds: plain lines or JSON lines (studies.logs)
 
 
 def storage_warning(config: StudyConfig) -> str | None:
@@ -40,17 +41,19 @@ def storage_warning(config: StudyConfig) -> str | None:
     return None
 
 
-def run_worker(config_dict: dict[str, Any], source: str | None) -> int:
-    """What each array task runs (pickled by submitit): one worker loop; returns how many trials it ran."""
+def run_worker(config_dict: dict[str, Any], source: str | None, log_format: str = "plain") -> int:
+    """What each array task runs (pickled by submitit): one worker loop, logging each trial and epoch as a
+    plain line (or a JSON line) on stdout, the task's `.out` file; returns how many trials it ran."""
     from .config import from_dict
-    from .worker import start, work
+    from .logs import Lines, work_logged
+    from .worker import start
 
     config = from_dict(config_dict, source=source)
     ctx, study = start(config, join=True)
-    return work(ctx, study).ran
+    return work_logged(ctx, study, Lines(None, "json" if log_format == "json" else "plain")).ran
 
 
-def run_task(config_dict: dict[str, Any], source: str | None) -> int | None:
+def run_task(config_dict: dict[str, Any], source: str | None, log_format: str = "plain") -> int | None:
     """What an array task runs: `run_worker`, stopping cleanly on Slurm's signals (see `stop_on_signals`).
 
     Returns the number of trials run, or None when a signal stopped the task; after the time-limit warning
@@ -58,7 +61,7 @@ def run_task(config_dict: dict[str, Any], source: str | None) -> int | None:
     """
     caught = stop_on_signals()
     try:
-        return run_worker(config_dict, source)
+        return run_worker(config_dict, source, log_format)
     except KeyboardInterrupt:
         if not caught:
             raise
@@ -161,5 +164,5 @@ def launch(config: StudyConfig, options: SlurmOptions) -> list[str]:
     executor = _executor(Path(options.folder), dry_run=False)
     executor.update_parameters(**_parameters(options, config.name))
     jobs = executor.map_array(run_task, [config.to_dict()] * options.workers,
-                              [config.source] * options.workers)
+                              [config.source] * options.workers, [options.log_format] * options.workers)
     return [job.job_id for job in jobs]

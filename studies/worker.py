@@ -24,6 +24,7 @@ the dedup index entry, constraints and first record together, then the final rec
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -42,7 +43,7 @@ import trainer
 from search_space import ArchSpec, suggest
 from trainer.checkpoint import FILE as CHECKPOINT
 
-from . import queue, seeding, stopping, tracking, trunks
+from . import events, queue, seeding, stopping, tracking, trunks
 from . import storage as st
 from .config import StudyConfig, StudyError
 from .environment import environment, identity, mismatch_line
@@ -82,13 +83,24 @@ class Context:
     data: trainer.SubsetCheck | None = None
 
 
+def _unwatched(event: events.Event) -> None:
+    """The default hook: nobody watches this worker."""
+
+
 @dataclass(frozen=True)
 class Hooks:
-    """What the CLI shows while a worker runs (kept out of here so workers stay UI-free)."""
+    """Who watches a worker: one callable per event of studies.events, which studies.logs draws as progress
+    bars, plain lines or JSON lines (kept out of here so workers stay UI-free)."""
 
-    on_start: Callable[[int, str], None] = lambda number, name: None
-    on_epoch: Callable[[int, trainer.EpochStats], None] = lambda number, stats: None
-    on_end: Callable[[int, dict[str, Any]], None] = lambda number, record: None
+    on_start: Callable[[events.TrialStarted], None] = _unwatched
+    on_epoch: Callable[[events.EpochEnded], None] = _unwatched
+    on_end: Callable[[events.TrialEnded], None] = _unwatched
+    on_retry: Callable[[events.TrialRetried], None] = _unwatched
+
+    @classmethod
+    def every(cls, emit: Callable[[events.Event], None]) -> Hooks:
+        """One callable for every event (a renderer that tells them apart itself)."""
+        return cls(emit, emit, emit, emit)
 
 
 @dataclass
@@ -171,7 +183,8 @@ def work(ctx: Context, study: optuna.Study, hooks: Hooks | None = None, poll_s: 
     fresh = True  # False once the space is exhausted: then only retries are claimed
     images: list[int | None] = []  # the held-out size, read once when auto seeds first need it
     while True:
-        ctx.liveness.recover(study)
+        for number in ctx.liveness.recover(study):
+            hooks.on_retry(events.TrialRetried(number, st.GRACE_S))
         trial = ctx.liveness.claim(study, fresh=fresh)
         if trial is None:
             if ctx.config.schedule.auto_seeds and _more_seeds(ctx, study, fresh, images, stats):
@@ -244,16 +257,17 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
     recorded (and seen by the sampler) without being trained, and a spec the study has is never retrained.
     """
     record: dict[str, Any] = {}
+    log = events.TrialLog(trial.number)
     try:
         spec = suggest(trial, ctx.config.space)
         cost = ctx.measure(spec, ctx.config.objectives.resolution)
         record.update(fresh_record(spec, cost))
-        hooks.on_start(trial.number, spec.name)
         frozen = ctx.storage.get_trial(trial._trial_id)
         job = seed_job(study, frozen)  # (trial it seeds, seed) of an extra-seed job, else None
         seed = job[1] if job else trial_seed(study, frozen)  # a fidelity trial's own seed, else None
         if job:
             record.update(seed_of=job[0], seed=job[1])
+        hooks.on_start(log.started(record, ctx.config.schedule, frozen, seed))
         goals = ctx.config.objectives
         with queue.taking(ctx.info, ctx.storage, study, dedup_key(spec.id, seed), trial) as owner:
             if owner is None:
@@ -263,21 +277,23 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
             record.update(_reuse(ctx, study, trial, record, owner))
         else:
             if goals.feasible(cost.gflops):
-                record.update(_train(ctx, trial, spec, record, hooks, seed, job is not None))
+                record.update(_train(ctx, trial, spec, record, log.watch(hooks.on_epoch), seed, job is not None))
             else:
                 record["outcome"] = "over_budget"
             _tell(ctx, study, trial, record)
-        hooks.on_end(trial.number, record)
+        hooks.on_end(log.ended(record, ctx.config))
         return record["outcome"], None
     except optuna.exceptions.UpdateFinishedTrialError:
         return None, None  # declared dead by another worker while slow; its retry owns the slot now
     except KeyboardInterrupt:
         _fail(ctx, study, trial, record, "interrupted", requeue=True)
+        with contextlib.suppress(Exception):
+            hooks.on_end(log.ended(record, ctx.config, outcome="interrupted", error="interrupted"))
         raise
     except Exception as exc:
         message = f"trial {trial.number}: {type(exc).__name__}: {exc}".splitlines()[0]
         _fail(ctx, study, trial, record, message, requeue=False)
-        hooks.on_end(trial.number, {**record, "error": message})
+        hooks.on_end(log.ended(record, ctx.config, outcome="failed", error=message))
         return None, message
 
 
@@ -317,14 +333,16 @@ def _reuse(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[
     return final
 
 
-def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, Any], hooks: Hooks,
-           seed: int | None = None, extra_seed: bool = False) -> dict[str, Any]:
+def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, Any],
+           watch: Callable[[int, trainer.EpochStats], None], seed: int | None = None,
+           extra_seed: bool = False) -> dict[str, Any]:
     """Proxy-train in the run folder (resuming a checkpoint there); store the spec and final checkpoint.
 
     With `seeds = k` the k runs train one after another (trainer.train_seeds) and the record holds their
     mean and each seed's top-1; MO-ASHA and the tracking run follow the first seed. A trial with its own
     seed (a fidelity trial, an extra-seed job) is one run of that seed; an extra seed is never stopped by
-    MO-ASHA and keeps no checkpoint artifact (the first seed's is the architecture's).
+    MO-ASHA and keeps no checkpoint artifact (the first seed's is the architecture's). `watch(seed index,
+    stats)` sees every seed's epochs.
     """
     schedule = ctx.config.schedule if seed is None else trainer.single_run(ctx.config.schedule, seed)
     config = replace(ctx.config, schedule=schedule)
@@ -340,12 +358,11 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
 
     def on_epoch(stats: trainer.EpochStats) -> bool:
         run.log_epoch(stats.epoch, {k: v for k, v in stats.to_dict().items() if k != "epoch"})
-        hooks.on_epoch(trial.number, stats)
         return goes_on(stats)
 
     try:
         result, runs = trainer.train_seeds(spec, ctx.subset, config.schedule, ctx.device, on_epoch=on_epoch,
-                                           train=ctx.train, checkpoint_dir=ctx.runs, progress=False,
+                                           watch=watch, train=ctx.train, checkpoint_dir=ctx.runs, progress=False,
                                            **({"start": start} if start is not None else {}))
     except BaseException as exc:  # a crash or Ctrl-C never leaves a dangling tracking run
         run.finish({"error": f"{type(exc).__name__}: {exc}"[:500]}, failed=True)

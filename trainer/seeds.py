@@ -31,20 +31,35 @@ def single_run(schedule: Schedule, seed: int) -> Schedule:
 
 def train_seeds(spec: Any, subset: Any, schedule: Schedule, device: Any = "cpu", *,
                 on_epoch: Callable[[EpochStats], bool | None] | None = None,
+                watch: Callable[[int, EpochStats], None] | None = None,
                 train: Callable[..., ProxyResult] = proxy_train,
                 **kwargs: Any) -> tuple[ProxyResult, list[ProxyResult]]:
     """(the mean result, each seed's result), the seeds trained one after another.
 
     `on_epoch` (early stopping) judges the first seed only; the others stop at the epoch it stopped at,
     so all k runs end at the same epoch and the mean is of like with like. A diverged run ends the set.
+    `watch(seed index, stats)` sees every epoch of every seed (a log line per epoch), and decides nothing.
     """
     runs: list[ProxyResult] = []
     for index, single in enumerate(seed_schedules(schedule)):
         hook = on_epoch if index == 0 else _stop_like(runs[0])
-        runs.append(train(spec, subset, single, device, on_epoch=hook, **kwargs))
+        runs.append(train(spec, subset, single, device, on_epoch=_watched(hook, watch, index), **kwargs))
         if runs[-1].status == "diverged":
             break
     return mean_result(runs), runs
+
+
+def _watched(hook: Callable[[EpochStats], bool | None] | None, watch: Callable[[int, EpochStats], None] | None,
+             index: int) -> Callable[[EpochStats], bool | None] | None:
+    """`hook`, with `watch` told of each epoch first; `hook` alone (None included) when nobody watches."""
+    if watch is None:
+        return hook
+
+    def watched(stats: EpochStats) -> bool | None:
+        watch(index, stats)
+        return hook(stats) if hook is not None else None
+
+    return watched
 
 
 def _stop_like(first: ProxyResult) -> Callable[[EpochStats], bool] | None:

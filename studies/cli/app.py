@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import warnings
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,6 +47,20 @@ Storage = Annotated[str | None, typer.Option("--storage", help="Storage URL (ove
 NoWandb = Annotated[bool, typer.Option("--no-wandb", help="Do not log to Weights & Biases.")]
 StudyFile = Annotated[Path | None, typer.Argument(help="The study file (.toml/.yaml).")]
 StudyName = Annotated[str | None, typer.Option("--study", help="Study name (with --storage, no file).")]
+
+
+class LogFormat(StrEnum):
+    """How a worker's progress is shown (studies.logs)."""
+
+    auto = "auto"
+    rich = "rich"
+    plain = "plain"
+    json = "json"
+
+
+Logs = Annotated[LogFormat, typer.Option(
+    "--log-format", help="auto: progress bars on a terminal, plain lines otherwise; rich: bars; plain: one "
+    "timestamped line per event (trial start, epoch, end, retry); json: the same events as JSON lines.")]
 
 
 def _config(path: Path, trials: int | None = None, storage: str | None = None,

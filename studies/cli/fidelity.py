@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import storage as st
-from .app import NoWandb, Storage, _config, app, out
+from .app import LogFormat, Logs, NoWandb, Storage, _config, app, out
 
 Extra = Annotated[int | None, typer.Option("--extra", help="Other trained trials besides the front (default 8).")]
 Seeds = Annotated[int | None, typer.Option("--seeds", help="Seeds per architecture (default 3).")]
@@ -27,7 +27,8 @@ Json = Annotated[bool, typer.Option("--json", help="Print the numbers as JSON (w
 @app.command()
 def fidelity(study_file: Path, extra: Extra = None, seeds: Seeds = None, epochs_factor: Factor = None,
              images_per_class: Images = None, resolution: Resolution = None, no_run: NoRun = False,
-             as_json: Json = False, storage: Storage = None, no_wandb: NoWandb = False) -> None:
+             as_json: Json = False, storage: Storage = None, no_wandb: NoWandb = False,
+             log_format: Logs = LogFormat.auto) -> None:
     """How far to trust the proxy: retrain the front + others longer with seeds; print and store τ, ρ, σ."""
     parent_config = _config(study_file, storage=storage, no_wandb=no_wandb)
 
@@ -42,7 +43,7 @@ def fidelity(study_file: Path, extra: Extra = None, seeds: Seeds = None, epochs_
         f"trial(s) queued now, {prepared.done} done before")
     say(f"more workers: attnas worker {prepared.file}   (or attnas launch --slurm {prepared.file})")
     if not no_run:
-        run_worker(prepared.config, quiet=as_json)
+        run_worker(prepared.config, quiet=as_json, log_format=log_format.value)
     info = st.resolve(parent_config)
     linked = st.load(st.open_existing(info), prepared.config.name)
     numbers = fd.measure(prepared.parent, linked, fd.holdout_images(prepared.config), s)
@@ -54,20 +55,18 @@ def fidelity(study_file: Path, extra: Extra = None, seeds: Seeds = None, epochs_
             out.print(line, markup=False)
 
 
-def run_worker(config: Any, quiet: bool) -> None:
-    """One worker on the linked study, in this process (as `attnas search` runs one)."""
-    from ..worker import Hooks, start, work
+def run_worker(config: Any, quiet: bool, log_format: str = "auto") -> None:
+    """One worker on the linked study, in this process (as `attnas search` runs one), its events drawn as
+    `log_format` says (studies.logs); none with `quiet` (stdout is the --json answer then)."""
+    from ..logs import slots_done, watcher, work_logged
+    from ..worker import start, work
 
     ctx, study = start(config, join=True)
-    hooks = Hooks() if quiet else Hooks(
-        on_start=lambda n, name: out.print(f"trial {n} {name} ...", markup=False),
-        on_end=lambda n, r: out.print(f"trial {n}: {r.get('outcome') or 'failed'} top-1 "
-                                      f"{r.get('top1') if r.get('top1') is not None else '-'}"
-                                      f"{' ' + r['error'] if r.get('error') else ''}", markup=False),
-    )
-    stats = work(ctx, study, hooks)
-    if not quiet:
-        out.print(f"this worker ran {stats.ran} trial(s), {stats.failed} failed", markup=False)
+    if quiet:
+        work(ctx, study)
+        return
+    with watcher(log_format, out, config.trials, lambda: slots_done(study)) as emit:
+        work_logged(ctx, study, emit)
 
 
 def interval(stat: dict[str, float | None]) -> str:

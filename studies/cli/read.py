@@ -72,11 +72,11 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
         table.add_row(name.replace("_", " "), str(n))
     out.print(table)
     for r in failed:
-        out.print(f"trial {r.number} {r.status.value}: {failure_text(r)}", markup=False)
+        out.print(f"trial {r.number} {r.status.value}: {failure_text(r)}", markup=False, soft_wrap=True)
     for row in trunks:
-        out.print(cost_line(row), markup=False)
+        out.print(cost_line(row), markup=False, soft_wrap=True)
     for r in running:
-        out.print(f"trial {r.number} running on {where(r.worker)}: {r.name}", markup=False)
+        out.print(f"trial {r.number} running on {where(r.worker)}: {r.name}", markup=False, soft_wrap=True)
     if config:
         out.print(f"total: {config.trials}; objectives: {', '.join(config.objective_names)}; "
                   f"budget: {config.max_gflops or 'none'} GFLOPs")
@@ -97,8 +97,10 @@ def front(study_file: StudyFile = None, storage: Storage = None, study: StudyNam
         front_table(s, gflops_tol)
 
 
-def front_table(study: Any, gflops_tol: float | None = None) -> None:
-    """Print the study's shown Pareto front as a table (also what `attnas search` ends with)."""
+def front_rows(study: Any, gflops_tol: float | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The shown front as the table shows it, one dict per member (full name, top-1, ±, seeds, GFLOPs, params,
+    ties, members of the same cost folded into it, trial), cheapest first, and its noise
+    (studies.fidelity.front_noise)."""
     from ..fidelity import study_front_noise
     from ..records import GFLOPS_TOL, objectives_of, pareto_front, records, same_cost
 
@@ -107,27 +109,62 @@ def front_table(study: Any, gflops_tol: float | None = None) -> None:
     folded = same_cost(exact, objectives_of(study), tol)
     shown = [r for r in exact if r.number in folded]
     noise = study_front_noise(study, shown)  # pooled seed σ / √runs, else the held-out set's binomial error
-    table = Table(title=f"Pareto front of {study.study_name}")
-    columns = ("name", "top-1", "± (pts)", "seeds", "GFLOPs", "params (M)", "within noise of", "same cost as",
-               "trial")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("name", "within noise of", "same cost as")
-                         else "right")
-    for r in shown:
-        se = noise["se"].get(r.number)
-        ties = ", ".join(f"#{n}" for n in noise["ties"].get(r.number, []))
-        same = ", ".join(f"#{n}" for n in folded[r.number])
-        table.add_row(r.name, f"{100 * (r.top1 or 0):.1f}%", "-" if se is None else f"{100 * se:.1f}",
-                      str(max(1, len(r.seeds))), f"{r.gflops:.3f}",
-                      f"{r.params_m:.2f}" if r.params_m is not None else "-", ties or "-", same or "-",
-                      str(r.number))
+    rows = [{"name": r.name, "top1": r.top1, "se": noise["se"].get(r.number), "seeds": max(1, len(r.seeds)),
+             "gflops": r.gflops, "params_m": r.params_m, "ties": noise["ties"].get(r.number, []),
+             "same_cost": list(folded[r.number]), "trial": r.number} for r in shown]
+    return rows, {**noise, "gflops_tol": tol}
+
+
+FRONT_COLUMNS = ("name", "top-1", "± (pts)", "seeds", "GFLOPs", "params (M)", "within noise of", "same cost as",
+                 "trial")
+LEFT = ("name", "within noise of", "same cost as")
+
+
+def front_cells(row: dict[str, Any]) -> list[str]:
+    se, params = row["se"], row["params_m"]
+    return [row["name"], f"{100 * (row['top1'] or 0):.1f}%", "-" if se is None else f"{100 * se:.1f}",
+            str(row["seeds"]), f"{row['gflops']:.3f}", f"{params:.2f}" if params is not None else "-",
+            ", ".join(f"#{n}" for n in row["ties"]) or "-", ", ".join(f"#{n}" for n in row["same_cost"]) or "-",
+            str(row["trial"])]
+
+
+def front_notes(rows: list[dict[str, Any]], noise: dict[str, Any]) -> list[str]:
+    notes = []
+    if any(row["ties"] for row in rows):
+        notes.append(f"'within noise of': top-1 differences under 1.96 standard errors ({noise['source']}); "
+                     "`attnas fidelity` retrains the front with seeds to tell them apart")
+    if any(row["same_cost"] for row in rows):
+        notes.append(f"'same cost as': front members within {100 * noise['gflops_tol']:g}% of this one's GFLOPs and "
+                     "less accurate, folded into it (`--gflops-tol 0` lists them)")
+    return notes
+
+
+def front_table(study: Any, gflops_tol: float | None = None, log_format: str = "auto") -> None:
+    """Print the study's shown Pareto front (also what `attnas search` ends with), every name in full: a rich
+    table on a terminal (a long name folds, never cut), a plain-text table anywhere else, one JSON line with
+    `json`."""
+    from ..logs import Lines, json_event, plain_table, resolve
+
+    rows, noise = front_rows(study, gflops_tol)
+    title = f"Pareto front of {study.study_name}"
+    notes = front_notes(rows, noise)
+    fmt = resolve(log_format, out.is_terminal)
+    if fmt == "json":
+        Lines(None, "json").write(json_event("front", study=study.study_name, members=rows))
+        return
+    if fmt == "plain":
+        right = [c not in LEFT for c in FRONT_COLUMNS]
+        lines = [f"{title} ({len(rows)} member(s))", *plain_table(FRONT_COLUMNS, [front_cells(r) for r in rows], right)]
+        print("\n".join([*lines, *notes]), flush=True)
+        return
+    table = Table(title=title)
+    for column in FRONT_COLUMNS:
+        table.add_column(column, justify="left" if column in LEFT else "right", overflow="fold")
+    for row in rows:
+        table.add_row(*front_cells(row))
     out.print(table)
-    if any(noise["ties"].values()):
-        out.print(f"'within noise of': top-1 differences under 1.96 standard errors ({noise['source']}); "
-                  "`attnas fidelity` retrains the front with seeds to tell them apart")
-    if any(folded.values()):
-        out.print(f"'same cost as': front members within {100 * tol:g}% of this one's GFLOPs and less accurate, "
-                  "folded into it (`--gflops-tol 0` lists them)")
+    for note in notes:
+        out.print(note)
 
 
 def budget_option(value: float) -> float:
@@ -170,10 +207,11 @@ def pick(study_file: StudyFile = None, storage: Storage = None, study: StudyName
         print(json.dumps({**chosen.to_dict(), "written": str(path)}, indent=2))
         return
     out.print(f"{spec.name}: top-1 {100 * (chosen.top1 or 0):.1f}%, {chosen.gflops:.3f} GFLOPs "
-              f"(trial {chosen.number})", markup=False)
+              f"(trial {chosen.number})", markup=False, soft_wrap=True)
     out.print(f"wrote {path}; build it with:\n  from search_space import ArchSpec, build_model\n"
               f"  model = build_model(ArchSpec.from_json(open({str(path)!r}).read()), num_classes=1000)\n"
-              f"or retrain it and report its val/ accuracy: attnas train {path} --data DIR --val", markup=False)
+              f"or retrain it and report its val/ accuracy: attnas train {path} --data DIR --val", markup=False,
+              soft_wrap=True)
 
 
 @app.command()

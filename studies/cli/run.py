@@ -12,7 +12,7 @@ import typer
 from .. import config as cfg
 from .. import storage as st
 from ..config import StudyError
-from .app import NoWandb, Storage, Trials, _config, app, err, out, require_success
+from .app import LogFormat, Logs, NoWandb, Storage, Trials, _config, app, err, out, require_success
 from .read import front_table
 
 
@@ -40,76 +40,46 @@ def create(study_file: Path, trials: Trials = None, storage: Storage = None, no_
 
 
 @app.command()
-def worker(study_file: Path, trials: Trials = None, storage: Storage = None, no_wandb: NoWandb = False) -> None:
+def worker(study_file: Path, trials: Trials = None, storage: Storage = None, no_wandb: NoWandb = False,
+           log_format: Logs = LogFormat.auto) -> None:
     """Run trials until the study's total is reached (start as many workers as you like)."""
-    _work(_config(study_file, trials, storage, no_wandb))
+    _work(_config(study_file, trials, storage, no_wandb), log_format.value)
 
 
 @app.command()
 def search(study_file: Path, trials: Trials = None, storage: Storage = None, no_wandb: NoWandb = False,
            report: Annotated[Path | None, typer.Option(help="Where to write the HTML report "
                                                        "(default: .attnas/<study name>/report.html).")] = None,
-           ) -> None:
+           log_format: Logs = LogFormat.auto) -> None:
     """Create (or resume) the study, run one worker, print the Pareto front, write the report."""
     config = _config(study_file, trials, storage, no_wandb)  # first: a bad file is refused in a blink
 
+    from ..logs import Lines, json_event
     from ..report import write_report
 
-    study = _work(config)
-    front_table(study)
+    study = _work(config, log_format.value)
+    front_table(study, log_format=log_format.value)
     path = report or config.folder / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    out.print(f"report: {write_report(study, path)}")
+    written = write_report(study, path)
+    if log_format == LogFormat.json:
+        Lines(None, "json").write(json_event("report", path=str(written)))
+    else:
+        out.print(f"report: {written}", soft_wrap=True)
     require_success(study)
 
 
-def _work(config: cfg.StudyConfig) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from ..worker import Hooks, start, work
+def _work(config: cfg.StudyConfig, log_format: str = "auto") -> Any:
+    """One worker in this process, its events drawn as `log_format` says (studies.logs)."""
+    from ..logs import slots_done, watcher, work_logged
+    from ..worker import start
 
     ctx, study = start(config, join=True)
-    epochs = config.schedule.epochs
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=out, transient=False) as progress:
-        task = progress.add_task("trials", total=config.trials, completed=_done(study))
-        hooks = Hooks(
-            on_start=lambda n, name: progress.update(task, description=f"trial {n} {name}"),
-            on_epoch=lambda n, s: progress.update(task, description=f"trial {n} epoch {s.epoch}/{epochs}"),
-            on_end=lambda n, record: (progress.console.print(_ended(n, record)),
-                                      progress.update(task, completed=_done(study))),
-        )
-        stats = work(ctx, study, hooks)
-    reused = f", {stats.reused} proposal(s) already in the study (reused, not trained)" if stats.reused else ""
-    out.print(f"this worker ran {stats.ran} trial(s), {stats.failed} failed{reused}")
+    with watcher(log_format, out, config.trials, lambda: slots_done(study)) as emit:
+        stats = work_logged(ctx, study, emit)
     if stats.exhausted:
-        err.print(f"note: {stats.exhausted}")
+        err.print(f"note: {stats.exhausted}", soft_wrap=True)
     return study
-
-
-def _done(study: Any) -> int:
-    """Slots done: COMPLETE trials that are not reused duplicates (those take no slot)."""
-    from optuna.trial import TrialState
-
-    from ..queue import reused
-
-    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not reused(t))
-
-
-def _ended(number: int, record: dict[str, Any]) -> str:
-    """One line per finished trial; an over-budget spec says so instead of showing its untrained 0% top-1."""
-    head = f"trial {number}"
-    outcome = record.get("outcome")
-    if record.get("error") and outcome is None:
-        return f"{head} failed: {record['error']}"
-    if outcome == "over_budget":
-        return f"{head}: over the FLOP budget ({record.get('gflops', 0):.2f} GFLOPs), not trained"
-    if outcome == "reused":
-        return f"{head}: same spec as trial {record.get('reused_from')}, reused (takes no slot)"
-    if outcome == "diverged":
-        return f"{head}: diverged (loss not finite) after {record.get('epochs')} epoch(s)"
-    resumed = f", resumed at epoch {record['start_epoch'] + 1}" if record.get("start_epoch") else ""
-    return f"{head} complete top-1 {record.get('top1') or 0:.3f}{resumed}"
 
 
 @app.command()
@@ -118,14 +88,15 @@ def launch(study_file: Path, slurm: Annotated[bool, typer.Option("--slurm", help
            mem_gb: int = 32, folder: str = ".attnas/slurm", trials: Trials = None, storage: Storage = None,
            no_wandb: NoWandb = False,
            dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the sbatch script only.")] = False,
-           ) -> None:
-    """Start an array of workers on a cluster (Slurm via submitit)."""
+           log_format: Logs = LogFormat.auto) -> None:
+    """Start an array of workers on a cluster (Slurm via submitit); each task's `.out` file logs its trials."""
     from .. import launch as lc
 
     if not slurm:
         raise StudyError("only Slurm is supported; add --slurm")
     config = _config(study_file, trials, storage, no_wandb)
-    options = lc.SlurmOptions(workers, partition, time_min, gpus, cpus, mem_gb, folder)
+    options = lc.SlurmOptions(workers, partition, time_min, gpus, cpus, mem_gb, folder,
+                              log_format="json" if log_format == LogFormat.json else "plain")
     warning = lc.storage_warning(config)
     if warning:
         err.print(warning)
