@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from .config import StudyConfig, StudyError
 from .fidelity import dedup_key, trial_seed
 from .goals import mark_ineligible
 from .journal import exclusive
-from .liveness import Liveness, for_storage, retry
+from .liveness import Lease, Liveness, for_storage, retry
 from .queue import RECORD
 
 #: Duplicate proposals in a row after which a worker stops: the sampler keeps proposing what the study has.
@@ -131,8 +132,8 @@ def work(ctx: Context, study: optuna.Study, hooks: Hooks | None = None, poll_s: 
                 return stats
             time.sleep(poll_s)
             continue
-        with ctx.liveness.beating(trial._trial_id):
-            outcome, error = run_trial(ctx, study, trial, hooks)
+        with ctx.liveness.beating(trial._trial_id) as lease:
+            outcome, error = run_trial(ctx, study, trial, hooks, lease)
         stats.ran += 1
         if outcome == "reused":
             stats.reused += 1
@@ -176,8 +177,10 @@ def _after_duplicate(ctx: Context, study: optuna.Study, duplicates: int, stats: 
 
 
 # -- one trial ----------------------------------------------------------------------------------------------
-def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hooks) -> tuple[str | None, str | None]:
-    """Score one claimed trial and tell the study; returns (outcome, error), one of them None.
+def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hooks,
+              lease: Lease | None = None) -> tuple[str | None, str | None]:
+    """Score one claimed trial and tell the study; returns (outcome, error), one of them None (both when the
+    trial was taken over: declared dead by another worker, whose retry owns it now; see studies.liveness).
 
     Order matters: the cost and the constraints are written before any training, so an over-budget spec is
     recorded (and seen by the sampler) without being trained, and a spec the study has is never retrained.
@@ -198,7 +201,7 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
             record.update(_reuse(ctx, study, trial, record, owner))
         else:
             if goals.feasible(cost.gflops):
-                record.update(_train(ctx, trial, spec, record, hooks, seed))
+                record.update(_train(ctx, trial, spec, record, hooks, seed, lease))
             else:
                 record["outcome"] = "over_budget"
             _tell(ctx, study, trial, record)
@@ -206,6 +209,10 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
         return record["outcome"], None
     except optuna.exceptions.UpdateFinishedTrialError:
         return None, None  # declared dead by another worker while slow; its retry owns the slot now
+    except trainer.Cancelled:  # noticed at a beat (studies.liveness): stopped training, nothing told or written
+        print(f"note: trial {trial.number} was declared dead by another worker (no heartbeat for over "
+              f"{st.GRACE_S} s); stopped training it, its retry owns it now", file=sys.stderr, flush=True)
+        return None, None
     except KeyboardInterrupt:
         _fail(ctx, study, trial, record, "interrupted", requeue=True)
         raise
@@ -242,12 +249,13 @@ def _reuse(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[
 
 
 def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, Any], hooks: Hooks,
-           seed: int | None = None) -> dict[str, Any]:
+           seed: int | None = None, lease: Lease | None = None) -> dict[str, Any]:
     """Proxy-train in the run folder (resuming a checkpoint there); store the spec and final checkpoint.
 
     With `seeds = k` the k runs train one after another (trainer.train_seeds) and the record holds their
     mean and each seed's top-1; MO-ASHA and the tracking run follow the first seed. A trial with its own
-    seed (a fidelity trial) is one run of that seed.
+    seed (a fidelity trial) is one run of that seed. A trial whose `lease` is lost (declared dead by another
+    worker) stops at its next step without writing another checkpoint: the retry owns the run folder now.
     """
     schedule = ctx.config.schedule if seed is None else replace(ctx.config.schedule, seed=seed, seeds=1)
     config = replace(ctx.config, schedule=schedule)
@@ -265,7 +273,8 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
 
     try:
         result, runs = trainer.train_seeds(spec, ctx.subset, config.schedule, ctx.device, on_epoch=on_epoch,
-                                           train=ctx.train, checkpoint_dir=ctx.runs, progress=False)
+                                           train=ctx.train, checkpoint_dir=ctx.runs, progress=False,
+                                           **({"stop": lambda: not lease.held()} if lease else {}))
     except BaseException as exc:  # a crash or Ctrl-C never leaves a dangling tracking run
         run.finish({"error": f"{type(exc).__name__}: {exc}"[:500]}, failed=True)
         raise
