@@ -209,9 +209,9 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
         return record["outcome"], None
     except optuna.exceptions.UpdateFinishedTrialError:
         return None, None  # declared dead by another worker while slow; its retry owns the slot now
-    except trainer.Cancelled:  # noticed at a beat (studies.liveness): stopped training, nothing told or written
+    except trainer.Cancelled as exc:  # noticed at a beat (studies.liveness): stopped, nothing told or written
         print(f"note: trial {trial.number} was declared dead by another worker (no heartbeat for over "
-              f"{st.GRACE_S} s); stopped training it, its retry owns it now", file=sys.stderr, flush=True)
+              f"{st.GRACE_S} s); {exc}, its retry owns it now", file=sys.stderr, flush=True)
         return None, None
     except KeyboardInterrupt:
         _fail(ctx, study, trial, record, "interrupted", requeue=True)

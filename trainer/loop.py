@@ -184,7 +184,7 @@ def _train_epoch(
     )
     for i in bar:
         if stop is not None and stop():
-            raise Cancelled(f"stopped in epoch {epoch + 1} at step {i}")
+            raise Cancelled(f"stopped training in epoch {epoch + 1} at step {i}")
         idx = order[i * batch : (i + 1) * batch]
         x = images[idx.to(images.device)].to(device, non_blocking=True)
         y = labels[idx.to(device)]
@@ -221,7 +221,7 @@ def evaluate(model: nn.Module, split: CachedSplit, normalize: Normalizer, amp: b
 def _save(path: Path | None, state: dict[str, Any], stop: Callable[[], bool] | None) -> None:
     """Write the checkpoint, unless `stop` says the run is no longer this caller's (then `Cancelled`)."""
     if stop is not None and stop():
-        raise Cancelled(f"stopped before writing the epoch-{state['epoch']} checkpoint")
+        raise Cancelled(f"stopped training in epoch {state['epoch']}, before its checkpoint")
     save_checkpoint(path, state)
 
 
