@@ -38,7 +38,7 @@ import trainer
 from search_space import ArchSpec, suggest
 from trainer.checkpoint import FILE as CHECKPOINT
 
-from . import queue, stopping, tracking
+from . import host, queue, stopping, tracking
 from . import storage as st
 from .config import StudyConfig, StudyError
 from .fidelity import dedup_key, trial_seed
@@ -122,6 +122,7 @@ def work(ctx: Context, study: optuna.Study, hooks: Hooks | None = None, poll_s: 
     """Run queued trials until none is queued or running; stop after 3 errors in a row (a broken setup)."""
     hooks = hooks or Hooks()
     stats = WorkerStats()
+    host.register()  # before the first trial, so workers started together count each other (studies.host)
     streak = duplicates = 0
     fresh = True  # False once the space is exhausted: then only retries are claimed
     while True:
@@ -271,6 +272,7 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
         hooks.on_epoch(trial.number, stats)
         return goes_on(stats)
 
+    threads = host.size_threads()  # this worker's share of the CPUs, counted again at every trial
     try:
         result, runs = trainer.train_seeds(spec, ctx.subset, config.schedule, ctx.device, on_epoch=on_epoch,
                                            train=ctx.train, checkpoint_dir=ctx.runs, progress=False,
@@ -283,7 +285,7 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
         "outcome": {"ok": "trained", "stopped": "stopped"}.get(result.status, "diverged"),
         "top1": result.top1 if trained else None, "top5": result.top5 if trained else None, "epochs": result.epochs,
         "start_epoch": result.resumed_at,
-        "curve": [h.top1 for h in result.history], "seconds": result.seconds,
+        "curve": [h.top1 for h in result.history], "seconds": result.seconds, "threads": threads,
         **({"seeds": list(result.seed_top1)} if result.seed_top1 else {}),
     }
     run.finish({"status": out["outcome"], "top1": out["top1"], "gflops": record["gflops"],

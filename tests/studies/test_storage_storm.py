@@ -114,6 +114,7 @@ def test_a_storm_during_a_trial_declares_nothing_dead_and_trains_nothing_twice(
     assert [(t.number, t.state) for t in trials] == [(first, TrialState.COMPLETE)]  # none failed, none retried
     record = trials[0].user_attrs["attnas"]
     assert (record["outcome"], record["start_epoch"], record["epochs"]) == ("trained", 0, 30)
+    assert record["threads"] == 1  # the suite's OMP_NUM_THREADS=1 (tests/conftest.py) is respected
 
 
 @pytest.mark.slow
