@@ -42,7 +42,13 @@ MESSAGES = ("server closed the connection unexpectedly", "terminating connection
             "connection is closed", "consuming input failed", "connection is lost", "broken pipe",
             "ssl connection has been closed", "database system is starting up", "database system is shutting down",
             "database is locked", "deadlock detected", "could not serialize access", "lost connection to mysql",
-            "server has gone away", "connection timed out", "connection refused")
+            "server has gone away", "connection timed out", "connection refused",
+            # SQLAlchemy's own, after a connection dropped inside a transaction
+            "can't reconnect until invalid transaction is rolled back", "this connection is closed")
+
+#: Exception classes that only follow a dropped connection: SQLAlchemy's session or connection left unusable by
+#: it, and psycopg's client-side connection errors (an OperationalError with no SQLSTATE: the server said nothing).
+CLASSES = {"PendingRollbackError", "ResourceClosedError"}
 
 #: Messages of a server that was never reached: retried only once a storage was opened (see the module doc).
 UNREACHED = ("connection refused", "connection timed out", "could not connect", "no such host",
@@ -87,6 +93,10 @@ def transient(exc: BaseException, *, reached: bool = True) -> bool:
         if not reached and any(m in text for m in UNREACHED):
             return False
         if getattr(e, "connection_invalidated", False) or any(m in text for m in MESSAGES):
+            return True
+        if reached and (type(e).__name__ in CLASSES or (type(e).__module__.startswith("psycopg")
+                                                        and type(e).__name__ == "OperationalError" and not state
+                                                        and "fatal:" not in text)):  # FATAL: the server's answer
             return True
     return False
 

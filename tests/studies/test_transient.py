@@ -60,6 +60,9 @@ def test_an_admin_shutdown_is_transient_and_a_missing_database_is_not(pg_url: st
 
 def test_sqlite_locked_is_transient_and_refused_only_once_a_server_was_reached() -> None:
     assert transient.transient(sqlite3.OperationalError("database is locked"))
+    # what SQLAlchemy raises when a session is used again after its connection dropped mid-transaction
+    assert transient.transient(sqlalchemy.exc.PendingRollbackError("Can't reconnect until invalid transaction is "
+                                                                   "rolled back"))
     engine = sqlalchemy.create_engine("postgresql://x@127.0.0.1:1/db")
     with pytest.raises(sqlalchemy.exc.OperationalError) as caught, engine.connect():
         pass
