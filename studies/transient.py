@@ -157,10 +157,13 @@ def retrying_rdb_storage(what: str) -> type:
 
 
 #: Methods that touch no database (or manage the schema: an upgrade is run by hand, not retried).
-NOT_RETRIED = {"get_heartbeat_interval", "get_failed_trial_callback", "is_heartbeat_enabled", "remove_session",
+NOT_RETRIED = {"get_heartbeat_interval", "get_failed_trial_callback", "get_heartbeat_stale_trial_callback",
+               "is_heartbeat_enabled", "remove_session",
                "upgrade", "get_current_version", "get_head_version", "get_all_versions"}
-#: Optuna's own stale-trial search (`fail_stale_trials` calls it).
-PRIVATE_RETRIED = {"_get_stale_trial_ids"}
+#: Private methods Optuna calls from outside RDBStorage: the stale-trial search (`fail_stale_trials`) and what its
+#: `_CachedStorage` (the wrapper every Study uses) calls instead of the public ones (`study.get_trials`, ...).
+PRIVATE_RETRIED = {"_get_stale_trial_ids", "_get_trials", "_create_new_trial", "_set_trial_param",
+                   "_get_best_trial_id"}
 
 
 def _retried(method: Callable[..., T], what: str) -> Callable[..., T]:
