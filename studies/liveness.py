@@ -15,16 +15,24 @@ dead trial (no old heartbeat, no constraints, no user attrs), so the retry start
 failed (when its worker last beat, where it ran) is stored for `attnas status` (`note_failure`). Recovery runs at
 most once per heartbeat interval: a heartbeat cannot go stale faster than that. While trials run, one
 heartbeat thread per worker (started with its first trial, kept) beats each of them every heartbeat interval.
+
+A beat that fails (a dropped connection, a database in a connection storm) is retried by the storage
+(studies.transient) and, failing that, at the next interval: the thread never dies and never gives a trial
+up on an error, only when the storage says the trial is no longer RUNNING. Then another worker declared it
+dead (a frozen or unreachable worker) and queued its retry, so the `Lease` of the block is marked lost and
+the worker stops training it (trainer's `stop` hook) instead of writing into a run folder the retry owns.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -75,6 +83,32 @@ def note_stale(study: optuna.Study, trial: FrozenTrial, last_beat: float | None)
         note_failure(study, trial.number, stale_reason(trial, last_beat))
 
 
+@dataclass
+class Lease:
+    """A trial this worker is running, as far as the storage says: `lost` once another worker failed it.
+
+    `held` is what training asks before every step and checkpoint: the flag the heartbeat thread sets, plus,
+    when no beat has landed for longer than the grace period (this process was frozen, or the database
+    unreachable), one look at the storage itself: the trial may have been declared dead meanwhile, and the
+    heartbeat thread may not have run yet.
+    """
+
+    trial_id: int
+    liveness: Liveness
+    lost: threading.Event = field(default_factory=threading.Event)
+    beat_at: float = field(default_factory=time.monotonic)  # when a beat last landed (monotonic seconds)
+    looked_at: float = -float("inf")
+
+    def held(self) -> bool:
+        now = time.monotonic()
+        if not self.lost.is_set() and now - self.beat_at > st.GRACE_S and now - self.looked_at > 1.0:
+            self.looked_at = now
+            with contextlib.suppress(Exception):  # unreachable: cannot tell, keep training
+                if not self.liveness.running(self.trial_id):
+                    self.lost.set()
+        return not self.lost.is_set()
+
+
 class Liveness(ABC):
     """Claims trials, keeps them alive while they run, and recovers those whose worker died."""
 
@@ -82,13 +116,18 @@ class Liveness(ABC):
         self.storage = storage
         self._last_recovery = -float("inf")
         self._waiting: list[tuple[int, bool]] = []  # (trial id, has params), oldest last
-        self._beating: set[int] = set()  # trials inside `beating` blocks
+        self._beating: dict[int, Lease] = {}  # trials inside `beating` blocks
         self._beat_lock = threading.Lock()  # held while the heartbeat thread beats, and to change _beating
+        self._warned_at = -float("inf")
         self._thread: threading.Thread | None = None
 
     @abstractmethod
     def beat(self, trial_id: int) -> None:
         """Record that the trial's worker is alive now."""
+
+    def running(self, trial_id: int) -> bool:
+        """Whether the trial is still RUNNING in the storage (False: finished, or failed by another worker)."""
+        return self.storage.get_trial(trial_id).state == TrialState.RUNNING
 
     @abstractmethod
     def fail_stale(self, study: optuna.Study) -> list[int]:
@@ -137,34 +176,57 @@ class Liveness(ABC):
             return self.fail_stale(study)
 
     @contextlib.contextmanager
-    def beating(self, trial_id: int) -> Iterator[None]:
+    def beating(self, trial_id: int) -> Iterator[Lease]:
         """Beat every HEARTBEAT_S seconds while the block runs, so other workers can tell it is alive.
 
         The beats come from one thread per Liveness, started by the first block and kept for the next ones
         (a thread per trial cost a start and a join per trial). A trial's first beat from it comes within
         HEARTBEAT_S (its claim beat first); none comes after the block ends (leaving it waits for a beat
-        in flight).
+        in flight). The block gets the trial's `Lease`: lost once another worker failed the trial.
         """
+        lease = Lease(trial_id, self)
         with self._beat_lock:
-            self._beating.add(trial_id)
+            self._beating[trial_id] = lease
             if self._thread is None:
                 self._thread = threading.Thread(target=self._beat_loop, daemon=True, name="attnas-heartbeat")
                 self._thread.start()
         try:
-            yield
+            yield lease
         finally:
             with self._beat_lock:
-                self._beating.discard(trial_id)
+                self._beating.pop(trial_id, None)
 
     def _beat_loop(self) -> None:
+        """Beat forever: no error ends this thread (a dead heartbeat thread let live trials be declared dead)."""
         while True:
             time.sleep(st.HEARTBEAT_S)
             with self._beat_lock:
-                for trial_id in list(self._beating):
+                for lease in list(self._beating.values()):
                     try:
-                        self.beat(trial_id)
-                    except Exception:  # finished (or failed as stale) elsewhere: nothing left to keep alive
-                        self._beating.discard(trial_id)
+                        self._beat_once(lease)
+                    except Exception as exc:  # still failing after the storage's retries: try at the next beat
+                        self._warn(f"heartbeat of trial id {lease.trial_id} failed ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}); trying again")
+
+    def _beat_once(self, lease: Lease) -> None:
+        """One beat, then the trial's state: a trial no longer RUNNING was failed elsewhere (or finished)."""
+        try:
+            self.beat(lease.trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:  # a journal refuses a finished trial's beat
+            still = False
+        else:
+            lease.beat_at = time.monotonic()
+            still = self.running(lease.trial_id)
+        if not still:
+            lease.lost.set()
+            self._beating.pop(lease.trial_id, None)
+
+    def _warn(self, line: str) -> None:
+        """At most one heartbeat warning a minute on stderr."""
+        now = time.monotonic()
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
 class SqlLiveness(Liveness):

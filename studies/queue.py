@@ -26,7 +26,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .environment import ENV_KEY
 from .journal import AttnasJournalStorage, exclusive
-from .storage import StorageInfo
+from .storage import StorageInfo, connect_args, mask
+from .transient import call
 
 RECORD = "attnas"  # the trial's one user attr (docs/CONTRACT.md)
 SPEC_KEY = "attnas:spec:"
@@ -87,12 +88,15 @@ def lock(info: StorageInfo, storage: Any, name: str) -> Iterator[None]:
     elif info.url.startswith("postgresql"):
         from sqlalchemy import text
 
-        with lock_engine(storage).connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": "attnas:" + name})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": "attnas:" + name})
+        key = {"k": "attnas:" + name}
+        conn = call(_advisory_locked, lock_engine(info, storage), key, what=f"storage {mask(info.url)} (lock)")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):  # a dropped connection has released its lock already
+                conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), key)
+            with contextlib.suppress(Exception):
+                conn.close()
     else:
         yield
 
@@ -106,7 +110,21 @@ def dedup_lock(info: StorageInfo, storage: Any, name: str) -> contextlib.Abstrac
 _LOCK_ENGINES: dict[int, Any] = {}
 
 
-def lock_engine(storage: Any) -> Any:
+def _advisory_locked(engine: Any, key: dict[str, str]) -> Any:
+    """A connection holding the advisory lock `key` (a session lock: released when the connection closes)."""
+    from sqlalchemy import text
+
+    conn = engine.connect()
+    try:
+        conn.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), key)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.close()
+        raise
+    return conn
+
+
+def lock_engine(info: StorageInfo, storage: Any) -> Any:
     """One pooled connection per process for advisory locks, apart from the storage's own small pool.
 
     Taking it from the storage's pool (1 + 2 overflow) would open and close an overflow connection on every
@@ -116,7 +134,7 @@ def lock_engine(storage: Any) -> Any:
         from sqlalchemy import create_engine
 
         _LOCK_ENGINES[id(storage)] = create_engine(storage.engine.url, pool_size=1, max_overflow=0,
-                                                   pool_pre_ping=True)
+                                                   pool_pre_ping=True, connect_args=connect_args(info))
     return _LOCK_ENGINES[id(storage)]
 
 

@@ -113,10 +113,11 @@ def open_storage(info: StorageInfo, create: bool = True, *, healing: bool = True
     instead of created.
     """
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
     from .journal import open_journal
+    from .transient import call, retrying_rdb_storage
 
     if info.path is not None:
         if not create and not info.path.is_file():
@@ -127,17 +128,16 @@ def open_storage(info: StorageInfo, create: bool = True, *, healing: bool = True
                 return open_journal(info.path, healing=healing)
         except OSError as exc:
             raise file_error(info.path, exc) from None
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True, "connect_args": connect_args(info)}
     if info.kind == "rdb":
         engine_kwargs.update(pool_size=1, max_overflow=2)  # many workers must not exhaust max_connections
-    else:
-        engine_kwargs["connect_args"] = {"timeout": 60}  # a few local workers wait instead of 'locked'
+    storage_class = retrying_rdb_storage(mask(info.url))  # transient errors retried (studies.transient)
     for attempt in range(3):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = RDBStorage(
-                    info.url,
+                storage = call(
+                    storage_class, info.url, what=f"storage {mask(info.url)}", reached=False,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=HEARTBEAT_S,
                     grace_period=GRACE_S,
@@ -156,6 +156,16 @@ def open_storage(info: StorageInfo, create: bool = True, *, healing: bool = True
         except optuna.exceptions.StorageInternalError as exc:  # Optuna's wrapper around the driver's error
             raise unreachable(info.url, exc.__cause__ or exc) from None
     raise StudyError(f"could not create Optuna's tables in {mask(info.url)}; run `attnas create` once first")
+
+
+def connect_args(info: StorageInfo) -> dict[str, Any]:
+    """Driver options: SQLite waits for a lock instead of failing; PostgreSQL connections carry
+    `application_name` attnas:<pid>, so an operator (and the storm tests) can tell one worker's connections."""
+    if info.kind == "sqlite":
+        return {"timeout": 60}  # a few local workers wait instead of 'locked'
+    if info.url.startswith("postgresql"):
+        return {"application_name": f"attnas:{os.getpid()}"}
+    return {}
 
 
 def open_existing(info: StorageInfo) -> optuna.storages.BaseStorage:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -43,14 +44,14 @@ import trainer
 from search_space import ArchSpec, suggest
 from trainer.checkpoint import FILE as CHECKPOINT
 
-from . import events, queue, seeding, stopping, tracking, trunks
+from . import events, host, queue, seeding, stopping, tracking, trunks
 from . import storage as st
 from .config import StudyConfig, StudyError
 from .environment import environment, identity, mismatch_line
 from .fidelity import dedup_key, holdout_images, trial_seed
 from .goals import mark_ineligible
 from .journal import exclusive
-from .liveness import Liveness, for_storage, note_failure, retry
+from .liveness import Lease, Liveness, for_storage, note_failure, retry
 from .queue import RECORD
 from .records import DATA_ATTR, environments
 
@@ -179,6 +180,7 @@ def work(ctx: Context, study: optuna.Study, hooks: Hooks | None = None, poll_s: 
     """Run queued trials until none is queued or running; stop after 3 errors in a row (a broken setup)."""
     hooks = hooks or Hooks()
     stats = WorkerStats()
+    host.register()  # before the first trial, so workers started together count each other (studies.host)
     streak = duplicates = 0
     fresh = True  # False once the space is exhausted: then only retries are claimed
     images: list[int | None] = []  # the held-out size, read once when auto seeds first need it
@@ -193,8 +195,8 @@ def work(ctx: Context, study: optuna.Study, hooks: Hooks | None = None, poll_s: 
                 return stats
             time.sleep(poll_s)
             continue
-        with ctx.liveness.beating(trial._trial_id):
-            outcome, error = run_trial(ctx, study, trial, hooks)
+        with ctx.liveness.beating(trial._trial_id) as lease:
+            outcome, error = run_trial(ctx, study, trial, hooks, lease)
         stats.ran += 1
         if outcome == "reused":
             stats.reused += 1
@@ -250,8 +252,10 @@ def _after_duplicate(ctx: Context, study: optuna.Study, duplicates: int, stats: 
 
 
 # -- one trial ----------------------------------------------------------------------------------------------
-def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hooks) -> tuple[str | None, str | None]:
-    """Score one claimed trial and tell the study; returns (outcome, error), one of them None.
+def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hooks,
+              lease: Lease | None = None) -> tuple[str | None, str | None]:
+    """Score one claimed trial and tell the study; returns (outcome, error), one of them None (both when the
+    trial was taken over: declared dead by another worker, whose retry owns it now; see studies.liveness).
 
     Order matters: the cost and the constraints are written before any training, so an over-budget spec is
     recorded (and seen by the sampler) without being trained, and a spec the study has is never retrained.
@@ -277,7 +281,8 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
             record.update(_reuse(ctx, study, trial, record, owner))
         else:
             if goals.feasible(cost.gflops):
-                record.update(_train(ctx, trial, spec, record, log.watch(hooks.on_epoch), seed, job is not None))
+                record.update(_train(ctx, trial, spec, record, log.watch(hooks.on_epoch), seed, job is not None,
+                                     lease))
             else:
                 record["outcome"] = "over_budget"
             _tell(ctx, study, trial, record)
@@ -285,6 +290,10 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
         return record["outcome"], None
     except optuna.exceptions.UpdateFinishedTrialError:
         return None, None  # declared dead by another worker while slow; its retry owns the slot now
+    except trainer.Cancelled as exc:  # noticed at a beat (studies.liveness): stopped, nothing told or written
+        print(f"note: trial {trial.number} was declared dead by another worker (no heartbeat for over "
+              f"{st.GRACE_S} s); {exc}, its retry owns it now", file=sys.stderr, flush=True)
+        return None, None
     except KeyboardInterrupt:
         _fail(ctx, study, trial, record, "interrupted", requeue=True)
         with contextlib.suppress(Exception):
@@ -335,7 +344,7 @@ def _reuse(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[
 
 def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, Any],
            watch: Callable[[int, trainer.EpochStats], None], seed: int | None = None,
-           extra_seed: bool = False) -> dict[str, Any]:
+           extra_seed: bool = False, lease: Lease | None = None) -> dict[str, Any]:
     """Proxy-train in the run folder (resuming a checkpoint there); store the spec and final checkpoint.
 
     With `seeds = k` the k runs train one after another (trainer.train_seeds) and the record holds their
@@ -343,6 +352,8 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
     seed (a fidelity trial, an extra-seed job) is one run of that seed; an extra seed is never stopped by
     MO-ASHA and keeps no checkpoint artifact (the first seed's is the architecture's). `watch(seed index,
     stats)` sees every seed's epochs.
+    A trial whose `lease` is lost (declared dead by another worker) stops at its next step without writing
+    another checkpoint: the retry owns the run folder now.
     """
     schedule = ctx.config.schedule if seed is None else trainer.single_run(ctx.config.schedule, seed)
     config = replace(ctx.config, schedule=schedule)
@@ -360,10 +371,12 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
         run.log_epoch(stats.epoch, {k: v for k, v in stats.to_dict().items() if k != "epoch"})
         return goes_on(stats)
 
+    threads = host.size_threads()  # this worker's share of the CPUs, counted again at every trial
     try:
         result, runs = trainer.train_seeds(spec, ctx.subset, config.schedule, ctx.device, on_epoch=on_epoch,
                                            watch=watch, train=ctx.train, checkpoint_dir=ctx.runs, progress=False,
-                                           **({"start": start} if start is not None else {}))
+                                           **({"start": start} if start is not None else {}),
+                                           **({"stop": lambda: not lease.held()} if lease else {}))
     except BaseException as exc:  # a crash or Ctrl-C never leaves a dangling tracking run
         run.finish({"error": f"{type(exc).__name__}: {exc}"[:500]}, failed=True)
         raise
@@ -372,7 +385,7 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
         "outcome": {"ok": "trained", "stopped": "stopped"}.get(result.status, "diverged"),
         "top1": result.top1 if trained else None, "top5": result.top5 if trained else None, "epochs": result.epochs,
         "start_epoch": result.resumed_at,
-        "curve": [h.top1 for h in result.history], "seconds": result.seconds,
+        "curve": [h.top1 for h in result.history], "seconds": result.seconds, "threads": threads,
         **({"seeds": list(result.seed_top1)} if result.seed_top1 else {}),
         **({"trunk": start.key} if start is not None else {}),
     }

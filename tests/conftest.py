@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 #: on pytest-xdist (pyproject addopts); these run one after another on one xdist worker, so two of them never
 #: compete for the CPU and stretch each other's deadlines, while the other worker takes the in-process tests.
 RACING = frozenset({"test_studies_workers.py", "test_early_stopping.py", "test_studies_run.py",
-                    "test_stopping.py", "test_journal.py", "test_trunks.py"})
+                    "test_stopping.py", "test_journal.py", "test_trunks.py", "test_storage_storm.py"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

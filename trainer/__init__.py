@@ -7,7 +7,7 @@ from trainer.devices import DEVICES, DeviceError, resolve_device
 from trainer.digits import write_digits_tree
 from trainer.fashion import write_fashion_tree
 from trainer.final import ValResult, score_on_val, val_items
-from trainer.loop import proxy_train
+from trainer.loop import Cancelled, proxy_train
 from trainer.schedule import EpochStats, ProxyResult, Schedule, ScheduleError
 from trainer.seeds import mean_result, seed_schedules, single_run, train_seeds
 from trainer.subsets import DataError, SubsetCheck, SubsetSpec, check_subset, default_cache_dir, split_subset
@@ -27,6 +27,7 @@ __all__ = [
     "BUILTIN",
     "DEVICES",
     "Cache",
+    "Cancelled",
     "CheckpointError",
     "DataError",
     "DeviceError",

@@ -32,6 +32,10 @@ DEVICE_SHARE = 0.5  # the cache moves onto the GPU when it takes at most this sh
 EVAL_BATCH = 512
 
 
+class Cancelled(Exception):
+    """The caller's `stop()` asked for the run to end (its trial was taken over): nothing was written after."""
+
+
 def proxy_train(
     spec: Any,
     subset: SubsetSpec,
@@ -43,6 +47,7 @@ def proxy_train(
     cache_dir: str | Path | None = None,
     progress: bool = False,
     start: Start | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> ProxyResult:
     """Train `spec` (an ArchSpec) on `subset` with `schedule`; top-1/top-5 are on the held-out split.
 
@@ -55,6 +60,8 @@ def proxy_train(
     A NaN/inf loss ends the run with status 'diverged' instead of raising.
     With `start` (trainer.trunk), the network starts from a trunk's backbone weights instead of its init
     (attention keeps its own); the trunk's key is part of the checkpoint's key.
+    `stop` is asked before every step and every checkpoint write; True raises `Cancelled` at once, writing
+    nothing more (a study worker whose trial another worker retried must not write into the retry's folder).
     """
     started = time.perf_counter()
     device = torch.device(device)
@@ -90,10 +97,10 @@ def proxy_train(
         # At least once per epoch: a kill between the checkpoint and the callback (say, a rung decision not
         # yet recorded) would otherwise skip the callback for that epoch on resume.
         status = "stopped"
-        save_checkpoint(path, _state(model, optimizer, gens, epoch, history, status, state["seconds"]))
+        _save(path, _state(model, optimizer, gens, epoch, history, status, state["seconds"]), stop)
     while status == "ok" and epoch < schedule.epochs:
         t0 = time.perf_counter()
-        loss, images = _train_epoch(step_fn, train, normalize, schedule, epoch, gens, progress)
+        loss, images = _train_epoch(step_fn, train, normalize, schedule, epoch, gens, progress, stop)
         train_seconds = time.perf_counter() - t0
         epoch += 1
         if not math.isfinite(loss):
@@ -104,11 +111,11 @@ def proxy_train(
             history.append(stats)
         seconds = previous_seconds + time.perf_counter() - started
         if path is not None:
-            save_checkpoint(path, _state(model, optimizer, gens, epoch, history, status, seconds))
+            _save(path, _state(model, optimizer, gens, epoch, history, status, seconds), stop)
         if on_epoch is not None and status == "ok" and on_epoch(stats) is False:
             status = "stopped"
             if path is not None:
-                save_checkpoint(path, _state(model, optimizer, gens, epoch, history, status, seconds))
+                _save(path, _state(model, optimizer, gens, epoch, history, status, seconds), stop)
     result = _result(history, epoch, status, previous_seconds + time.perf_counter() - started, path)
     return replace(result, resumed_at=resumed_at)
 
@@ -169,6 +176,7 @@ def _train_epoch(
     epoch: int,
     gens: dict[str, torch.Generator],
     progress: bool,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[float, int]:
     """Mean loss and images seen in one epoch (remainder batch dropped: a new one every epoch)."""
     images, labels = train.images, train.labels
@@ -183,6 +191,8 @@ def _train_epoch(
         range(steps), desc=f"epoch {epoch + 1}/{schedule.epochs}", file=sys.stderr, disable=not progress, leave=False
     )
     for i in bar:
+        if stop is not None and stop():
+            raise Cancelled(f"stopped training in epoch {epoch + 1} at step {i}")
         idx = order[i * batch : (i + 1) * batch]
         x = images[idx.to(images.device)].to(device, non_blocking=True)
         y = labels[idx.to(device)]
@@ -214,6 +224,13 @@ def evaluate(model: nn.Module, split: CachedSplit, normalize: Normalizer, amp: b
         correct5 = correct5 + hits.any(dim=1).sum()
     model.train()
     return float(correct1) / max(n, 1), float(correct5) / max(n, 1)
+
+
+def _save(path: Path | None, state: dict[str, Any], stop: Callable[[], bool] | None) -> None:
+    """Write the checkpoint, unless `stop` says the run is no longer this caller's (then `Cancelled`)."""
+    if stop is not None and stop():
+        raise Cancelled(f"stopped training in epoch {state['epoch']}, before its checkpoint")
+    save_checkpoint(path, state)
 
 
 def _state(model, optimizer, gens, epoch, history, status, seconds) -> dict[str, Any]:

@@ -73,6 +73,10 @@ def train(
     from search_space import ArchSpec
     from trainer import proxy_train, resolve_device, score_on_val
 
+    from .. import host
+
+    host.register()  # early, so `attnas train` processes started together count each other
+
     spec = ArchSpec.from_file(spec_file)
     config = cfg.read_file(study) if study is not None else None
     where = "--device" if device is not None or config is None else f"study file {study} `device`"
@@ -81,6 +85,7 @@ def train(
                           holdout_per_class=holdout_per_class, resolution=resolution, seed=seed)
     schedule = train_schedule(config, epochs=epochs, lr=lr, batch_size=batch_size, width_mult=width_mult,
                               seed=seed, augment=augment)
+    host.size_threads()  # its share of the CPUs it may use (trainer.threads)
     result = proxy_train(spec, subset, schedule, device, checkpoint_dir=runs, progress=not as_json)
     keys = ("top1", "top5", "epochs", "seconds", "images_per_s", "status", "checkpoint")
     summary = {k: getattr(result, k) for k in keys}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import re
 import signal
 import subprocess
 import time
@@ -215,3 +216,35 @@ def test_a_trial_killed_in_epoch_3_resumes_there_with_the_same_result(tiny_study
     assert {p.name for p in tmp.iterdir()} <= {f"torchinductor_{getpass.getuser()}"}
     assert list(runs.iterdir()) == []  # the final checkpoint is an artifact now; the run folder is gone
     assert len(record["artifacts"]) == 2
+
+
+@pytest.mark.slow
+def test_a_woken_worker_whose_trial_was_retried_stops_training_it_at_once(tmp_path: Path, tiny_study,
+                                                                          attnas_popen) -> None:
+    """SIGSTOP past the grace, then SIGCONT once another worker failed the trial and took its retry: the woken
+    worker notices before its next step (it looks at the storage: no beat landed for longer than the grace),
+    stops training without telling or writing anything, and carries on; the study still ends with N."""
+    from studies.config import read_file
+
+    url, name = f"journal://{tmp_path}/wake.log", f"wake-{uuid.uuid4().hex[:8]}"
+    path = tiny_study(url, trials=1, epochs=8, kinds='["none"]', name=name)
+    frozen = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
+    stopped = _signal_mid_trial(frozen, url, name, signal.SIGSTOP)
+    while Path(f"/proc/{frozen.pid}/stat").read_text().split(")")[1].split()[0] != "T":
+        time.sleep(0.01)  # the stop has landed: no checkpoint is written while we read the last one
+    epoch = _checkpoint_epoch(read_file(path).folder / "runs")  # what the frozen worker had finished
+    other = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
+    deadline = time.time() + 90
+    while time.time() < deadline and not [t for t in _open(url, name).get_trials()
+                                          if t.system_attrs.get("failed_trial") == stopped]:
+        time.sleep(0.2)
+    frozen.send_signal(signal.SIGCONT)
+    _finish([other])
+    _, stderr = frozen.communicate(timeout=60)
+    assert frozen.returncode == 0, stderr
+    # it stopped in the epoch it was frozen in: no further epoch trained, no checkpoint written for it
+    assert f"trial {stopped} was declared dead by another worker" in stderr, stderr
+    assert re.search(rf"stopped training in epoch {epoch + 1}\b", stderr), (epoch, stderr)
+    trials = _check_exact(_open(url, name), 1)
+    assert trials[stopped].state == TrialState.FAIL and "attnas" in trials[stopped].user_attrs
+    assert trials[stopped].user_attrs["attnas"].get("outcome") is None  # the stopped worker told nothing

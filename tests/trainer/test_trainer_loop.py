@@ -208,3 +208,33 @@ def test_train_seeds_means_k_runs_and_stops_them_where_the_first_stopped(digits)
     assert [r.status for r in runs] == ["stopped", "stopped"] and [r.epochs for r in runs] == [1, 1]
     # run keys made before `seeds` existed stay valid: the default is left out of the key
     assert "seeds" not in Schedule().to_dict() and schedule.to_dict()["seeds"] == 2
+
+
+def test_stop_ends_the_run_at_the_next_step_and_writes_no_checkpoint_after_it(digits, tmp_path):
+    """A study worker whose trial was taken over asks to stop: Cancelled at once, the last checkpoint untouched
+    (the run folder belongs to the retry now)."""
+    from trainer import Cancelled
+
+    schedule = replace(QUICK, epochs=3)
+    asked: list[int] = []
+    taken = {"over": False}
+
+    def stop() -> bool:
+        asked.append(1)
+        return taken["over"]
+
+    def on_epoch(stats) -> None:
+        taken["over"] = stats.epoch == 1  # taken over during epoch 1's callback
+
+    with pytest.raises(Cancelled, match="epoch 2 at step 0"):
+        proxy_train(SPEC, small(digits), schedule, cache_dir=digits[1], checkpoint_dir=tmp_path, on_epoch=on_epoch,
+                    stop=stop)
+    (checkpoint,) = tmp_path.glob("*/checkpoint.pt")
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
+    steps = small(digits).train_per_class * 10 // QUICK.batch_size
+    assert len(asked) == steps + 1 + 1  # every step of epoch 1, its checkpoint, the first step of epoch 2
+
+    with pytest.raises(Cancelled):  # stopped from the start: nothing is written at all
+        proxy_train(SPEC, small(digits), schedule, cache_dir=digits[1], checkpoint_dir=tmp_path / "b",
+                    stop=lambda: True)
+    assert not list((tmp_path / "b").glob("*/checkpoint.pt"))
