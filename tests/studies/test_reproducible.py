@@ -43,6 +43,7 @@ def _run(tiny_study, monkeypatch: pytest.MonkeyPatch, attnas, cache: Path, name:
     return rows, [{k: v for k, v in m.items() if k not in UNREPRODUCIBLE} for m in members]
 
 
+@pytest.mark.slow
 def test_two_fresh_runs_of_a_tpe_study_are_identical_with_the_cache_built_or_reused(
         tiny_study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attnas) -> None:
     """Run 1 builds a new cache (digits tree and arrays) as it goes; run 2, into another fresh storage, reuses it."""
