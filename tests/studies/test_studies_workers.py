@@ -36,7 +36,7 @@ def _open(url: str, name: str) -> optuna.Study:
 
 def _finish(workers: list[subprocess.Popen]) -> None:
     for w in workers:
-        _, stderr = w.communicate(timeout=120)
+        _, stderr = w.communicate(timeout=300)  # bounds a hung worker; a loaded 2-core machine takes ~10 s
         assert w.returncode == 0, stderr
 
 
@@ -65,20 +65,53 @@ def _check_exact(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTrial]:
     return trials
 
 
-def _signal_mid_trial(worker: subprocess.Popen, url: str, name: str, sig: signal.Signals) -> int:
-    """Send `sig` to `worker` once it is training a trial (its spec recorded); returns that trial's number."""
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            running = _open(url, name).get_trials(states=(TrialState.RUNNING,))
-        except KeyError:
+def _stopped(pid: int) -> bool:
+    """Whether process `pid` is stopped (state T in /proc): a SIGSTOP has landed, all its threads frozen."""
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    return False
+
+
+def _training(storage: optuna.storages.BaseStorage, name: str, runs: Path, epochs: int) -> int | None:
+    """The trial being trained (recorded RUNNING, its checkpoint short of `epochs` epochs, so its worker is
+    inside the trial and not telling it), or None."""
+    try:
+        running = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.RUNNING,))
+    except Exception:  # the study is not created yet, or SQLite is locked by a worker frozen mid-commit
+        return None
+    if len(running) == 1 and "attnas" in running[0].user_attrs and _checkpoint_epoch(runs) < epochs:
+        return running[0].number
+    return None
+
+
+def _signal_mid_trial(worker: subprocess.Popen, url: str, name: str, sig: signal.Signals, *,
+                      epochs: int = 3) -> int:
+    """Send `sig` to `worker` while it is training a trial; returns that trial's number.
+
+    No guess of how long a trial takes: once the study shows a trial in training, the worker is frozen
+    (SIGSTOP, waited for in /proc) and the study and its run folder are read again, so what they say is where
+    the worker stands when `sig` lands; if it has moved on, it is let go (SIGCONT) and watched again. The
+    deadline bounds a worker that never trains, nothing else.
+    """
+    runs = Path(".attnas") / name / "runs"  # the study's run folder (`in_tmp`: cwd is tmp_path)
+    storage = st.open_storage(st.parse(url))
+    deadline = time.monotonic() + 300
+    while worker.poll() is None and time.monotonic() < deadline:
+        if _training(storage, name, runs, epochs) is None:
+            time.sleep(0.1)
             continue
-        if running and "attnas" in running[0].user_attrs:
-            worker.send_signal(sig)
-            return running[0].number
+        worker.send_signal(signal.SIGSTOP)
+        while not _stopped(worker.pid) and worker.poll() is None:
+            time.sleep(0.005)
+        number = _training(storage, name, runs, epochs)
+        if number is not None:
+            if sig != signal.SIGSTOP:
+                worker.send_signal(sig)
+                worker.send_signal(signal.SIGCONT)  # `sig` is delivered where the worker stood
+            return number
+        worker.send_signal(signal.SIGCONT)
     worker.kill()
-    pytest.fail("the worker never started a trial")
+    pytest.fail(f"the worker never trained a trial (exit status {worker.poll()})")
 
 
 @pytest.fixture
@@ -152,7 +185,7 @@ def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(sig: signal.Signa
     path = tiny_study(url, trials=3, epochs=3, name="ctrl-c")
     worker = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
     interrupted = _signal_mid_trial(worker, url, "ctrl-c", sig)
-    _, stderr = worker.communicate(timeout=30)
+    _, stderr = worker.communicate(timeout=300)
     assert worker.returncode == status and "run the same command to resume" in stderr, stderr
     trials = _open(url, "ctrl-c").get_trials()
     assert trials[interrupted].state == TrialState.FAIL
@@ -194,11 +227,17 @@ def test_a_trial_killed_in_epoch_3_resumes_there_with_the_same_result(tiny_study
     tmp.mkdir()
     env = {**FAST_HEARTBEAT, "TMPDIR": str(tmp)}
     victim = attnas_popen("worker", str(path), "--no-wandb", **env)
-    deadline = time.time() + 120
-    while _checkpoint_epoch(runs) < 2 and time.time() < deadline and victim.poll() is None:
+    deadline = time.monotonic() + 300  # bounds a worker that never trains; nothing waits on a guessed duration
+    while victim.poll() is None and time.monotonic() < deadline:
+        victim.send_signal(signal.SIGSTOP)  # frozen while its checkpoint is read: the kill lands where it was
+        while not _stopped(victim.pid) and victim.poll() is None:
+            time.sleep(0.005)
+        if _checkpoint_epoch(runs) >= 2:
+            break
+        victim.send_signal(signal.SIGCONT)
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
-    victim.wait(10)
+    victim.wait(30)
     assert _checkpoint_epoch(runs) == 2, "the kill did not land in epoch 3"
 
     _finish([attnas_popen("worker", str(path), "--no-wandb", **env)])
