@@ -156,7 +156,7 @@ class TrialLog:
                 seed: int | None) -> TrialStarted:
         """The start, from the fresh record (name, cost), the schedule and the stored trial (a retry's origin)."""
         self.name, self.epochs = record["spec_name"], schedule.epochs
-        self.runs = 1 if seed is not None else schedule.seeds
+        self.runs = 1 if seed is not None else schedule.runs
         return TrialStarted(self.number, self.name, record.get("gflops"), record.get("params"), self.epochs,
                             self.runs, seed, frozen.system_attrs.get("failed_trial"))
 
