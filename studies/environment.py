@@ -48,7 +48,8 @@ GIT_TIMEOUT_S = 2.0
 
 def environment(device: str = "cpu", worker: int | None = None) -> dict[str, Any]:
     """How this worker runs, JSON-ready: versions (and attnas' git commit), device and its name, threads, host,
-    start time. Stored with the study (studies.queue.join) so a result says what made it."""
+    start time. Stored with the study (studies.queue.join) so a result says what made it. `threads` is the
+    worker's share of its CPUs when it joins (studies.host); each trial records the count it trained with."""
     import platform
     from datetime import UTC, datetime
 
@@ -56,11 +57,14 @@ def environment(device: str = "cpu", worker: int | None = None) -> dict[str, Any
     import torch
     import torchvision
 
+    from .host import size_threads
+
     commit, dirty = git_state()
+    threads = size_threads()
     return {"worker": worker, **identity(), "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "attnas": package_version(), "commit": commit, "dirty": dirty, "python": platform.python_version(),
             "torch": torch.__version__, "torchvision": torchvision.__version__, "optuna": optuna.__version__,
-            "device": device_type(device), "device_name": device_name(device), "threads": torch.get_num_threads()}
+            "device": device_type(device), "device_name": device_name(device), "threads": threads}
 
 
 def package_version() -> str | None:
