@@ -169,3 +169,23 @@ def synthetic() -> SimpleNamespace:
     """The synthetic-study helpers above, for tests: synthetic.make_study(synthetic.records(12)), ..."""
     return SimpleNamespace(make_study=make_study, records=synthetic_records, mixed=mixed_records, Record=Record,
                            record_trial=record_trial, spec_of=spec_of, budget=BUDGET)
+
+
+@pytest.fixture
+def attnas_here(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """A function(*args) like the `attnas` fixture, but running the console script's `main` in this process."""
+
+    import subprocess
+    import sys
+
+    from studies.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        monkeypatch.setattr(sys, "argv", ["attnas", *args])
+        capfd.readouterr()
+        with pytest.raises(SystemExit) as done:
+            main()
+        captured = capfd.readouterr()
+        return subprocess.CompletedProcess(args, done.value.code, captured.out, captured.err)
+
+    return run

@@ -8,45 +8,16 @@ each runs the installed console script; its variants run the script's own `studi
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from test_cli_errors import RUNTIME, USAGE, one_line  # one checker of an error line for both files
 
 from studies import storage as st
-from studies.cli import main
 
-USAGE, RUNTIME = 2, 1
 BINARY = b"\xff\xfe\x00\x01binary, not a spec" * 8
-
-
-def one_line(proc: subprocess.CompletedProcess, code: int, needles: list[str]) -> str:
-    """The single `error:` line of a failed command, checked for exit status, traceback and needles."""
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == code, proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
-@pytest.fixture
-def attnas_here(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    """A function(*args) like the `attnas` fixture, but running the console script's `main` in this process."""
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        monkeypatch.setattr(sys, "argv", ["attnas", *args])
-        capfd.readouterr()
-        with pytest.raises(SystemExit) as done:
-            main()
-        captured = capfd.readouterr()
-        return subprocess.CompletedProcess(args, done.value.code, captured.out, captured.err)
-
-    return run
 
 
 def test_pick_refuses_a_nan_budget_in_the_real_command(tmp_path: Path, attnas) -> None:

@@ -12,14 +12,12 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from studies.cli import main
 from studies.cli.app import error_line, failed_trial_lines, require_success
 from studies.config import StudyError
 
@@ -96,21 +94,6 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, text in BAD_FILES.items():
         (d / name).write_text(text)
     return d
-
-
-@pytest.fixture
-def attnas_here(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    """A function(*args) like the `attnas` fixture, but running the console script's `main` in this process."""
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        monkeypatch.setattr(sys, "argv", ["attnas", *args])
-        capfd.readouterr()
-        with pytest.raises(SystemExit) as done:
-            main()
-        captured = capfd.readouterr()
-        return subprocess.CompletedProcess(args, done.value.code, captured.out, captured.err)
-
-    return run
 
 
 def nothing_changed(folder: Path) -> bool:
