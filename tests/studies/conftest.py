@@ -8,8 +8,11 @@ legacy variant writes what attnas wrote before the contract (spec/spec_id/spec_n
 
 from __future__ import annotations
 
+import os
+import subprocess
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -189,3 +192,29 @@ def attnas_here(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPat
         return subprocess.CompletedProcess(args, done.value.code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """A function(name, options) mounting a small tmpfs under tmp_path; unmounted afterwards (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs (full or read-only disk) needs root")
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
+        mounted.append(where)
+        return where
+
+    yield mount
+    import gc
+
+    gc.collect()  # SQLite connections of the test's storages still hold files open on the mount
+    for where in mounted:
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], check=False)  # detach now, freed when the last file closes

@@ -148,25 +148,16 @@ def test_unwritable_out_names_the_path(tiny_study, tmp_path: Path, attnas_here) 
 
 
 @pytest.fixture
-def full_disk(tmp_path: Path):
+def full_disk(tmpfs):
     """A 256 KiB tmpfs filled to the last block (root only: skips elsewhere)."""
-    mount = tmp_path / "full"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.decode().strip()})")
-    try:
-        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
-        with pytest.raises(OSError) as exc:
-            while True:
-                os.write(fd, b"\0" * 4096)
-        os.close(fd)
-        assert exc.value.errno == errno.ENOSPC
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    mount = tmpfs("full", "size=256k")
+    fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+    with pytest.raises(OSError) as exc:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    os.close(fd)
+    assert exc.value.errno == errno.ENOSPC
+    return mount
 
 
 def test_full_disk_report_is_one_line(full_disk: Path, tiny_study, attnas_here) -> None:

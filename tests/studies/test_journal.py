@@ -167,18 +167,6 @@ def test_repair_moves_a_foreign_line_and_keeps_the_rest(tmp_path: Path) -> None:
     assert completed(path) == [0.0, 1.0, 2.0]
 
 
-def mounted_tmpfs(where: Path, size: str) -> Path:
-    """A small tmpfs (skips, with the reason, when this user may not mount one)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs for ENOSPC needs root")
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
-    return where
-
-
 def fill(disk: Path, leave: int) -> Path:
     """Fill the disk up to `leave` bytes free; returns the filler file."""
     filler = disk / "filler"
@@ -188,27 +176,24 @@ def fill(disk: Path, leave: int) -> Path:
     return filler
 
 
-def test_enospc_during_an_append_leaves_a_readable_journal(tmp_path: Path) -> None:
-    disk = mounted_tmpfs(tmp_path / "disk", "256k")
-    try:
-        path = disk / "study.log"
-        study = journal_with_trials(path, 2)
-        before = path.read_bytes()
-        filler = fill(disk, leave=8192)
+def test_enospc_during_an_append_leaves_a_readable_journal(tmpfs) -> None:
+    disk = tmpfs("disk", "size=256k")
+    path = disk / "study.log"
+    study = journal_with_trials(path, 2)
+    before = path.read_bytes()
+    filler = fill(disk, leave=8192)
 
-        with pytest.raises(journal.JournalWriteError) as exc:
-            study.set_user_attr("big", "x" * 40_000)  # larger than the free space: the write stops part-way
+    with pytest.raises(journal.JournalWriteError) as exc:
+        study.set_user_attr("big", "x" * 40_000)  # larger than the free space: the write stops part-way
 
-        message = str(exc.value)
-        assert "\n" not in message and str(path) in message and "disk full" in message
-        assert path.read_bytes() == before
-        assert completed(path) == [0.0, 1.0]
-        filler.unlink()
-        study.set_user_attr("big", "x" * 40_000)  # space again: the same study goes on
-        assert optuna.load_study(study_name="s", storage=plain(path)).user_attrs["big"] == "x" * 40_000
-        assert all(json.loads(line) for line in path.read_bytes().splitlines())
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
+    message = str(exc.value)
+    assert "\n" not in message and str(path) in message and "disk full" in message
+    assert path.read_bytes() == before
+    assert completed(path) == [0.0, 1.0]
+    filler.unlink()
+    study.set_user_attr("big", "x" * 40_000)  # space again: the same study goes on
+    assert optuna.load_study(study_name="s", storage=plain(path)).user_attrs["big"] == "x" * 40_000
+    assert all(json.loads(line) for line in path.read_bytes().splitlines())
 
 
 # -- AttnasJournalStorage.exclusive: several writes in one append, a read-check-write atomic across processes --

@@ -103,32 +103,6 @@ def test_read_only_open_reads_an_existing_study_and_refuses_a_foreign_database(t
     assert [r[0] for r in sqlite3.connect(foreign).execute("select name from sqlite_master")] == ["t"]
 
 
-@pytest.fixture
-def tmpfs(tmp_path: Path):
-    """A function(name, options) mounting a small tmpfs under tmp_path; unmounted afterwards (root only)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs (full or read-only disk) needs root")
-    mounted: list[Path] = []
-
-    def mount(name: str, options: str) -> Path:
-        where = tmp_path / name
-        where.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True,
-                              text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
-        mounted.append(where)
-        return where
-
-    yield mount
-    import gc
-
-    gc.collect()  # SQLite connections of the test's storages still hold files open on the mount
-    for where in mounted:
-        if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(where)], check=False)  # detach now, freed when the last file closes
-
-
 def fill(disk: Path) -> Path:
     """Fill the disk completely; returns the filler file."""
     filler = disk / "filler"

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from procs import finish
 
 from studies import storage as st
 from studies.queue import reused
@@ -85,15 +86,6 @@ def _training(url: str, name: str, worker, deadline_s: float = 90) -> int:
     pytest.fail(f"no trial started training: {worker.communicate()[1] if worker.poll() is not None else ''}")
 
 
-def _finish(*workers) -> list[str]:
-    errs = []
-    for w in workers:
-        _, stderr = w.communicate(timeout=180)
-        assert w.returncode == 0, stderr
-        errs.append(stderr)
-    return errs
-
-
 @pytest.mark.slow
 def test_a_storm_during_a_trial_declares_nothing_dead_and_trains_nothing_twice(
         pg_url: str, study_name: str, tiny_study, attnas_popen) -> None:
@@ -108,7 +100,7 @@ def test_a_storm_during_a_trial_declares_nothing_dead_and_trains_nothing_twice(
     assert sum(killed.values()) >= 3, f"the storm terminated only {killed} connection(s): it missed the worker"
     assert _open(pg_url, study_name).trials[first].state == TrialState.RUNNING, \
         "the trial ended before the storm did (or was declared dead): the storm tested nothing"
-    _finish(a, b)
+    finish(a, b, timeout=180)
 
     trials = _open(pg_url, study_name).get_trials()
     assert [(t.number, t.state) for t in trials] == [(first, TrialState.COMPLETE)]  # none failed, none retried
@@ -124,7 +116,7 @@ def test_a_storm_at_worker_start_costs_no_worker(pg_url: str, study_name: str, t
     workers = [attnas_popen("worker", str(path), "--no-wandb", **FAST) for _ in range(2)]
     killed = Storm(pg_url, [w.pid for w in workers]).run(3, after_each=1)
     assert min(killed.values()) >= 2, f"the storm did not hit both workers: {killed}"
-    _finish(*workers)
+    finish(*workers, timeout=180)
     trials = _open(pg_url, study_name).get_trials()
     slots = [t for t in trials if t.state == TrialState.COMPLETE and not reused(t)]
     assert len(slots) == 3 and len({t.user_attrs["attnas"]["spec_id"] for t in slots}) == 3

@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from procs import checkpoint_epoch, finish
 
 from studies import storage as st
 from studies.queue import reused
@@ -32,12 +33,6 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def _open(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=st.open_storage(st.parse(url)))
-
-
-def _finish(workers: list[subprocess.Popen]) -> None:
-    for w in workers:
-        _, stderr = w.communicate(timeout=300)  # bounds a hung worker; a loaded 2-core machine takes ~10 s
-        assert w.returncode == 0, stderr
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +74,7 @@ def _training(storage: optuna.storages.BaseStorage, name: str, runs: Path, epoch
         running = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.RUNNING,))
     except Exception:  # the study is not created yet, or SQLite is locked by a worker frozen mid-commit
         return None
-    if len(running) == 1 and "attnas" in running[0].user_attrs and _checkpoint_epoch(runs) < epochs:
+    if len(running) == 1 and "attnas" in running[0].user_attrs and checkpoint_epoch(runs) < epochs:
         return running[0].number
     return None
 
@@ -132,7 +127,7 @@ def test_three_workers_finish_exactly_n(storage_url: str, tiny_study, cleanup, a
     name = f"w3-{uuid.uuid4().hex[:8]}"
     path = tiny_study(storage_url, trials=7, name=name)
     cleanup.append((storage_url, name))
-    _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(3)])
+    finish(*[attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(3)])
     trials = _check_exact(_open(storage_url, name), 7)
     assert not [t for t in trials if t.state == TrialState.FAIL]  # no failures; the rest are recorded duplicates
 
@@ -147,7 +142,7 @@ def test_killed_worker_costs_a_retry_not_a_trial(storage_url: str, tiny_study, c
     victim.wait(10)
     assert _open(storage_url, name).trials[killed].state == TrialState.RUNNING  # left behind by the dead worker
 
-    _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(2)])
+    finish(*[attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(2)])
     trials = _check_exact(_open(storage_url, name), 4)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [killed]
@@ -166,10 +161,10 @@ def test_a_worker_stopped_past_the_grace_costs_a_retry_and_its_late_result_is_dr
     frozen = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
     stopped = _signal_mid_trial(frozen, url, name, signal.SIGSTOP)
     try:
-        _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)])
+        finish(attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT))
     finally:
         frozen.send_signal(signal.SIGCONT)
-    _finish([frozen])
+    finish(frozen)
     trials = _check_exact(_open(url, name), 3)
     assert trials[stopped].state == TrialState.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == stopped]
@@ -193,20 +188,10 @@ def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(sig: signal.Signa
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == interrupted]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
 
-    _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)])
+    finish(attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT))
     trials = _check_exact(_open(url, "ctrl-c"), 3)
     rerun = next(t for t in trials if t.system_attrs.get("failed_trial") == interrupted)
     assert rerun.state == TrialState.COMPLETE and rerun.params == trials[interrupted].params
-
-
-def _checkpoint_epoch(runs: Path) -> int:
-    """Epochs in the (one) checkpoint under the study's run folder; 0 while there is none."""
-    import torch
-
-    for path in runs.glob("*/checkpoint.pt"):
-        with contextlib.suppress(Exception):
-            return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
-    return 0
 
 
 @pytest.mark.slow
@@ -232,15 +217,15 @@ def test_a_trial_killed_in_epoch_3_resumes_there_with_the_same_result(tiny_study
         victim.send_signal(signal.SIGSTOP)  # frozen while its checkpoint is read: the kill lands where it was
         while not _stopped(victim.pid) and victim.poll() is None:
             time.sleep(0.005)
-        if _checkpoint_epoch(runs) >= 2:
+        if checkpoint_epoch(runs) >= 2:
             break
         victim.send_signal(signal.SIGCONT)
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.wait(30)
-    assert _checkpoint_epoch(runs) == 2, "the kill did not land in epoch 3"
+    assert checkpoint_epoch(runs) == 2, "the kill did not land in epoch 3"
 
-    _finish([attnas_popen("worker", str(path), "--no-wandb", **env)])
+    finish(attnas_popen("worker", str(path), "--no-wandb", **env))
     trials = _check_exact(_open(url, "resume"), 1)
     killed, retry = trials
     assert killed.state == TrialState.FAIL and retry.system_attrs["failed_trial"] == killed.number
@@ -271,14 +256,14 @@ def test_a_woken_worker_whose_trial_was_retried_stops_training_it_at_once(tmp_pa
     stopped = _signal_mid_trial(frozen, url, name, signal.SIGSTOP)
     while Path(f"/proc/{frozen.pid}/stat").read_text().split(")")[1].split()[0] != "T":
         time.sleep(0.01)  # the stop has landed: no checkpoint is written while we read the last one
-    epoch = _checkpoint_epoch(read_file(path).folder / "runs")  # what the frozen worker had finished
+    epoch = checkpoint_epoch(read_file(path).folder / "runs")  # what the frozen worker had finished
     other = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
     deadline = time.time() + 90
     while time.time() < deadline and not [t for t in _open(url, name).get_trials()
                                           if t.system_attrs.get("failed_trial") == stopped]:
         time.sleep(0.2)
     frozen.send_signal(signal.SIGCONT)
-    _finish([other])
+    finish(other)
     _, stderr = frozen.communicate(timeout=60)
     assert frozen.returncode == 0, stderr
     # it stopped in the epoch it was frozen in: no further epoch trained, no checkpoint written for it

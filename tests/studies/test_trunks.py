@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -15,6 +14,7 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
+from procs import checkpoint_epoch, finish
 
 from studies import storage as st
 from studies.queue import reused
@@ -58,15 +58,6 @@ def _open(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=st.open_storage(st.parse(url)))
 
 
-def _finish(workers: list[subprocess.Popen]) -> list[str]:
-    errors = []
-    for w in workers:
-        _, stderr = w.communicate(timeout=240)
-        assert w.returncode == 0, stderr
-        errors.append(stderr)
-    return errors
-
-
 def _check(study: optuna.Study, n: int, trunk_epochs: int) -> list[optuna.trial.FrozenTrial]:
     """N slots completed; one trunk per width the trained trials have (one attr and one study artifact each),
     every trained trial started from its width's trunk."""
@@ -85,14 +76,6 @@ def _check(study: optuna.Study, n: int, trunk_epochs: int) -> list[optuna.trial.
     return trials
 
 
-def _trunk_epoch(folder: Path) -> int:
-    """Epochs in the trunk checkpoint under the study's trunks folder; 0 while there is none."""
-    for path in folder.glob("*/checkpoint.pt"):
-        with contextlib.suppress(Exception):
-            return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
-    return 0
-
-
 @pytest.mark.slow
 def test_two_workers_build_one_trunk_per_width_and_start_every_trial_from_it(storage_url, tiny_study, cleanup,
                                                                              attnas, attnas_popen, tmp_path) -> None:
@@ -101,7 +84,7 @@ def test_two_workers_build_one_trunk_per_width_and_start_every_trial_from_it(sto
     one = 'backbones = ["resnet18"]'
     path.write_text(path.read_text().replace(one, one + "\nwidths = [1.0, 0.5]"))  # two widths: two trunks
     cleanup.append((storage_url, name))
-    _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(2)])
+    finish(*[attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(2)], timeout=240)
     study = _open(storage_url, name)
     _check(study, 3, trunk_epochs=2)
     infos = study_trunks(study)
@@ -123,16 +106,16 @@ def test_a_builder_killed_mid_trunk_costs_a_retry_and_no_second_trunk(storage_ur
     folder = tmp_path / ".attnas" / name / "trunks"
     builder = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
     deadline = time.time() + 120
-    while _trunk_epoch(folder) < 1 and time.time() < deadline and builder.poll() is None:
+    while checkpoint_epoch(folder) < 1 and time.time() < deadline and builder.poll() is None:
         time.sleep(0.02)
     builder.send_signal(signal.SIGKILL)
     builder.wait(10)
-    killed_at = _trunk_epoch(folder)
+    killed_at = checkpoint_epoch(folder)
     assert 1 <= killed_at < 3, "the kill did not land while the trunk was being built"
     running = _open(storage_url, name).get_trials(states=(TrialState.RUNNING,))
     assert len(running) == 1  # the builder's trial, left behind
 
-    _finish([attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(2)])
+    finish(*[attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(2)], timeout=240)
     study = _open(storage_url, name)
     trials = _check(study, 2, trunk_epochs=3)
     [trunk] = study_trunks(study)
