@@ -2,17 +2,21 @@
 
 `create` (and every worker, under a cross-process lock) tops the study up to N slots by queueing empty
 WAITING trials; workers only ever *claim* a WAITING trial (studies.liveness: an atomic storage update)
-and never ask Optuna for a fresh one, so no number of workers can overshoot N. A failed trial that was
-re-queued (a retry carries its number in `retry_history`) does not count as a slot of its own, and neither
-does a trial that recorded a duplicate proposal (outcome "reused") or one more seed of a trained trial
-(`seeds = "auto"`, studies.seeding): `--trials N` means N distinct architectures.
+and never ask Optuna for a fresh one, so no number of workers can overshoot N. On PostgreSQL that lock is an
+advisory lock held by a connection, and a connection the server drops (a failover, `pg_terminate_backend`)
+releases it mid top-up: two workers can then both queue the missing slots. So a claimed empty slot is
+checked once more (`surplus`): slots are ranked by the trial they stand for (a retry by the trial it retries),
+and one with N slots ranked before it is withdrawn unstarted (`withdraw`: FAIL with `SURPLUS`, counted
+nowhere). A failed trial that was re-queued (a retry carries its number in `retry_history`) does not count as
+a slot of its own, and neither does a trial that recorded a duplicate proposal (outcome "reused") or one more
+seed of a trained trial (`seeds = "auto"`, studies.seeding): `--trials N` means N distinct architectures.
 
-The dedup index: study system attrs `attnas:spec:<spec_id>` = [trial number, trial id] of the trial that owns
-the spec (trains it, or trained it). `take` reads and writes it under one lock, so two workers proposing the
-same spec at once never both train it; one read of the study's system attrs replaces a scan of every
-COMPLETE trial. That lock is the journal's own on a journal file (an `exclusive` block, studies.journal: the
-index entry and the trial's first writes are one append) and `lock` elsewhere. Workers are numbered in the
-order they join (`attnas:workers`), which seeds their samplers.
+The dedup index: study system attrs `attnas:spec:<spec_id>` = [trial number, trial id] of the trial that owns the
+spec (trains it, or trained it). `take` reads and writes it under one lock, so two workers proposing the same
+spec at once never both train it; one read of the study's system attrs replaces a scan of every COMPLETE
+trial. That lock is the journal's own on a journal file (an `exclusive` block, studies.journal: the index
+entry and the trial's first writes are one append) and `lock` elsewhere. Workers are numbered in the order
+they join (`attnas:workers`), which seeds their samplers.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from .transient import call
 RECORD = "attnas"  # the trial's one user attr (docs/CONTRACT.md)
 SPEC_KEY = "attnas:spec:"
 WORKERS_KEY = "attnas:workers"
+#: Trial system attr of a queued slot withdrawn unstarted because the study already held its N slots.
+SURPLUS = "attnas:surplus"
 #: User attr of a queued extra-seed trial (studies.seeding): {"trial": number it seeds, "seed": training seed}.
 SEED_OF = "attnas.seed_of"
 
@@ -59,13 +65,40 @@ def seed_jobs(trials: list[FrozenTrial]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def planned(study: optuna.Study) -> int:
-    """Slots the study holds: every trial except those retried by a later one, recorded duplicates and
-    extra seeds."""
-    trials = study.get_trials(deepcopy=False)
+def slots(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that hold a slot: every trial except those retried by a later one, recorded duplicates,
+    extra seeds and withdrawn surplus slots."""
     retried = retried_numbers(trials)
     seeds = seed_jobs(trials)
-    return sum(1 for t in trials if t.number not in retried and not reused(t) and t.number not in seeds)
+    return [t for t in trials if t.number not in retried and not reused(t) and t.number not in seeds
+            and not t.system_attrs.get(SURPLUS)]
+
+
+def planned(study: optuna.Study) -> int:
+    """How many slots the study holds (`slots`)."""
+    return len(slots(study.get_trials(deepcopy=False)))
+
+
+def origin(trial: FrozenTrial) -> int:
+    """The number of the trial a slot stands for: its own, or the first attempt's for a retry."""
+    return min([trial.number, *trial.system_attrs.get("retry_history", [])])
+
+
+def surplus(study: optuna.Study, trial: optuna.Trial, total: int) -> bool:
+    """Whether a claimed trial is a slot beyond the study's `total` (see the module doc): `total` slots stand
+    for earlier trials. Every worker ranks the same way, so exactly the first `total` slots are kept."""
+    trials = study.get_trials(deepcopy=False)
+    this = next(t for t in trials if t._trial_id == trial._trial_id)
+    if this.params or this.number in seed_jobs(trials):
+        return False  # a retry or an extra seed: its slot was counted when it was first queued
+    first = origin(this)
+    return sum(1 for t in slots(trials) if origin(t) < first) >= total
+
+
+def withdraw(storage: Any, trial: optuna.Trial) -> None:
+    """End a claimed, unstarted surplus slot: FAIL marked `SURPLUS`, so no count, front or retry sees it."""
+    storage.set_trial_system_attr(trial._trial_id, SURPLUS, True)
+    storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
 
 
 def top_up(info: StorageInfo, storage: Any, study: optuna.Study, total: int) -> int:

@@ -29,6 +29,7 @@ from search_space.spec import ArchSpec, SpecError
 
 from .config import StudyError
 from .constraints import BUDGET_KEY, ELIGIBLE_KEY, constraint_values
+from .queue import SURPLUS
 
 ATTR = "attnas"
 #: Study system attr `attnas:failure:<trial number>`: why a trial was failed when the trial could not say so
@@ -129,8 +130,8 @@ class TrialRecord:
 def records(study: optuna.Study) -> list[TrialRecord]:
     """Every trial of `study` as a record, by trial number, with the failure reasons and retries the study
     holds about it (a failed trial's reason may live in the study's attrs: see FAILURE_KEY), and each
-    trial's extra-seed runs merged into it."""
-    trials = study.get_trials(deepcopy=False)
+    trial's extra-seed runs merged into it. A withdrawn surplus slot (never started: studies.queue) is none."""
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.system_attrs.get(SURPLUS)]
     reasons = failure_reasons(study) if any(t.state == TrialState.FAIL for t in trials) else {}
     retries = {t.system_attrs["failed_trial"]: t.number for t in trials if "failed_trial" in t.system_attrs}
     return with_seeds([record(t, reasons.get(t.number), retries.get(t.number)) for t in trials])

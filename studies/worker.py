@@ -188,6 +188,9 @@ def work(ctx: Context, study: optuna.Study, hooks: Hooks | None = None, poll_s: 
         for number in ctx.liveness.recover(study):
             hooks.on_retry(events.TrialRetried(number, st.GRACE_S))
         trial = ctx.liveness.claim(study, fresh=fresh)
+        if trial is not None and queue.surplus(study, trial, ctx.config.trials):
+            queue.withdraw(ctx.storage, trial)  # queued twice by top-ups that raced after a dropped connection
+            continue
         if trial is None:
             if ctx.config.schedule.auto_seeds and _more_seeds(ctx, study, fresh, images, stats):
                 continue

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from procs import checkpoint_epoch, finish
 
 from studies import storage as st
-from studies.queue import reused
+from studies.queue import SURPLUS, reused
 
 FAST_HEARTBEAT = {"ATTNAS_HEARTBEAT_S": "1", "ATTNAS_GRACE_S": "4"}
 
@@ -130,6 +130,27 @@ def test_three_workers_finish_exactly_n(storage_url: str, tiny_study, cleanup, a
     finish(*[attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT) for _ in range(3)])
     trials = _check_exact(_open(storage_url, name), 7)
     assert not [t for t in trials if t.state == TrialState.FAIL]  # no failures; the rest are recorded duplicates
+
+
+def test_slots_queued_twice_by_racing_top_ups_are_withdrawn_unstarted(tmp_path: Path, tiny_study, attnas) -> None:
+    """What a PostgreSQL connection storm can do at worker start (the top-up lock is a connection's, and dies
+    with it): two workers each queue the study's 3 slots. The worker withdraws the 3 it finds beyond them when
+    it claims them, trains exactly 3, and no reader counts the withdrawn ones (a storm once trained 6)."""
+    url = f"journal://{tmp_path}/study.log"
+    path = tiny_study(url, trials=3)
+    assert attnas("create", str(path)).returncode == 0
+    study = _open(url, path.stem)
+    for _ in range(3):  # the racing worker's top-up, from a count read while the first one held no real lock
+        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING))
+
+    done = attnas("worker", str(path), "--no-wandb")
+    assert done.returncode == 0, done.stderr
+    trials = _check_exact(_open(url, path.stem), 3)
+    withdrawn = [t for t in trials if t.system_attrs.get(SURPLUS)]
+    assert [(t.number, t.state, t.params) for t in withdrawn] == [(n, TrialState.FAIL, {}) for n in (3, 4, 5)]
+    status = attnas("status", str(path))
+    counts = re.findall(r"│ (\w+) +│ (\d+) +│", status.stdout.split("┃ status")[1].split("└")[0])
+    assert status.returncode == 0 and counts == [("trained", "3")], status.stdout
 
 
 @pytest.mark.slow
