@@ -27,15 +27,16 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-
-import trainer
 
 from . import queue
 from .journal import exclusive
 from .storage import StorageInfo
+
+if TYPE_CHECKING:  # trainer (torch) is imported where a trunk is used, so `status` and `front` start fast
+    import trainer
 
 ATTR = "attnas:trunk:"
 
@@ -82,6 +83,8 @@ def amortised(infos: Sequence[TrunkInfo], started: Mapping[str, int]) -> list[di
 def start_for(config: Any, info: StorageInfo, storage: Any, study: optuna.Study, spec: Any, subset: Any,
               device: str, artifacts: Path, say: Callable[[str], None] | None = None) -> trainer.Start | None:
     """Where the trial of `spec` starts: None from scratch, else its trunk (built here if no one has yet)."""
+    import trainer
+
     proxy = config.proxy
     if proxy.start != "trunk":
         return None
@@ -109,6 +112,8 @@ def start_for(config: Any, info: StorageInfo, storage: Any, study: optuna.Study,
 
 
 def _built(storage: Any, sid: int, key: str, artifacts: Path) -> trainer.Start | None:
+    import trainer
+
     data = storage.get_study_system_attrs(sid).get(ATTR + key)
     return None if data is None else trainer.Start(key, str(artifacts / data["artifact"]))
 
@@ -174,6 +179,7 @@ def _advisory(storage: Any, key: str, on_wait: Callable[[], None]) -> Iterator[N
 def check_user_trunk(config: Any) -> None:
     """Refuse, before a study is touched, a `trunk = "path.pt"` that does not load or does not fit the plain
     backbone at every width of the space (one StudyError line naming the file and what differs)."""
+    import trainer
     from search_space import ArchSpec, build_model
 
     from .config import StudyError

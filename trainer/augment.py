@@ -13,9 +13,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from trainer.schedule import AUGMENTS
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-AUGMENTS = ("random_resized_crop", "pad_crop", "none")
 
 
 def crop_params(

@@ -12,7 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from trainer.augment import AUGMENTS
+#: The `augment` values trainer.augment implements.
+AUGMENTS = ("random_resized_crop", "pad_crop", "none")
 
 Status = Literal["ok", "diverged", "stopped"]  # stopped: the caller's on_epoch said so
 #: `max_seeds` by default: 4 runs halve a single run's seed noise (1/sqrt(4)) at most 4x its cost.
