@@ -1,7 +1,7 @@
 """Scratch vs shared-trunk proxies, side by side: how repeatable is each one's ranking of attention placements?
 
 Usage: .venv/bin/python benchmarks/proxy_modes.py [--data digits|fashion-mnist] [--placements N] [--epochs E]
-           [--trunk-epochs T] [--images-per-class K] [--json]
+           [--trunk-epochs T] [--images-per-class K] [--holdout-per-class H] [--json]
 
 A skeleton of issue 15's item 4 (the full table - scratch + seeds = k and auto seeds, the known-answer task,
 agreement with a deployed protocol - is for a later run). For N placements of ResNet-18 (the first N of a
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -39,12 +40,22 @@ def placements(n: int) -> list[ArchSpec]:
     return [ArchSpec("resnet18", stages={s: BLOCKS[k] for s, k in c.items()}) for c in chosen]
 
 
+def _trained(spec, subset, schedule, cache, label: str, start: Start | None = None) -> float:
+    """One proxy run's held-out top-1, with a progress line on stderr (a full table takes hours on CPU)."""
+    began = time.perf_counter()
+    top1 = proxy_train(spec, subset, schedule, cache_dir=cache, start=start).top1
+    print(f"{time.strftime('%H:%M:%S')} {label} {spec.name} top-1 {100 * top1:.1f}% "
+          f"({time.perf_counter() - began:.0f} s)", file=sys.stderr, flush=True)
+    return top1
+
+
 def scratch(specs, subset, schedule, seed, cache) -> list[float]:
-    return [proxy_train(s, subset, replace(schedule, seed=seed), cache_dir=cache).top1 for s in specs]
+    return [_trained(s, subset, replace(schedule, seed=seed), cache, f"scratch {seed}") for s in specs]
 
 
 def from_trunk(specs, subset, schedule, start: Start, seed, cache) -> list[float]:
-    return [proxy_train(s, subset, replace(schedule, seed=seed), cache_dir=cache, start=start).top1 for s in specs]
+    return [_trained(s, subset, replace(schedule, seed=seed), cache, f"{start.key} ft {seed}", start)
+            for s in specs]
 
 
 def main() -> None:
@@ -54,11 +65,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--trunk-epochs", type=int, default=4)
     parser.add_argument("--images-per-class", type=int, default=None)
+    parser.add_argument("--holdout-per-class", type=int, default=30)
     parser.add_argument("--resolution", type=int, default=16)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    subset = SubsetSpec(root=dataset_root(args.data), train_per_class=args.images_per_class, holdout_per_class=30,
-                        resolution=args.resolution)
+    subset = SubsetSpec(root=dataset_root(args.data), train_per_class=args.images_per_class,
+                        holdout_per_class=args.holdout_per_class, resolution=args.resolution)
     schedule = Schedule(epochs=args.epochs, batch_size=32, lr=0.1, width_mult=0.25, augment="pad_crop", flip=False,
                         amp=False, channels_last=False, warmup_epochs=min(1.0, args.epochs))
     specs = placements(args.placements)
