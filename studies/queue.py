@@ -87,6 +87,8 @@ def origin(trial: FrozenTrial) -> int:
 def surplus(study: optuna.Study, trial: optuna.Trial, total: int) -> bool:
     """Whether a claimed trial is a slot beyond the study's `total` (see the module doc): `total` slots stand
     for earlier trials. Every worker ranks the same way, so exactly the first `total` slots are kept."""
+    if trial.number < total:
+        return False  # fewer than `total` trials come before it: no listing of the study on the common claim
     trials = study.get_trials(deepcopy=False)
     this = next(t for t in trials if t._trial_id == trial._trial_id)
     if this.params or this.number in seed_jobs(trials):
