@@ -1,17 +1,31 @@
-"""Scratch vs shared-trunk proxies, side by side: how repeatable is each one's ranking of attention placements?
+"""Proxy modes side by side: how repeatable is each one's ranking, how close to the ground truth, at what cost?
 
-Usage: .venv/bin/python benchmarks/proxy_modes.py [--data digits|fashion-mnist] [--placements N] [--epochs E]
-           [--trunk-epochs T] [--images-per-class K] [--holdout-per-class H] [--json]
+Usage: .venv/bin/python benchmarks/proxy_modes.py [STUDY.toml] [--truth GT.json] [--placements N]
+           [--scratch-seeds S] [--trunk-epochs T] [--ft-epochs E] [--runs FILE.jsonl] [--jobs J] [--json]
 
-A skeleton of issue 15's item 4 (the full table - scratch + seeds = k and auto seeds, the known-answer task,
-agreement with a deployed protocol - is for a later run). For N placements of ResNet-18 (the first N of a
-fixed, documented order: every single-stage SE/GC/NL placement first, then pairs), it trains:
-  - scratch: each placement from its own init, with seeds 0 and 1 (two independent repeats of the proxy);
-  - trunk: a trunk per seed (seeds 0 and 1, `T` epochs each), each placement fine-tuned from it for E epochs;
-    repeats are reported apart: (trunk 0, fine-tune 0) vs (trunk 0, fine-tune 1) - fine-tune noise only -
-    and (trunk 0, fine-tune 0) vs (trunk 1, fine-tune 1) - the whole proxy repeated.
-It prints Kendall tau between repeats with bootstrap 95% intervals (studies.fidelity_stats.rank_agreement) and
-the cost per architecture in epochs-equivalent, trunk included (E + T / N).
+STUDY (default studies/examples/fashion-odd.toml, the known-answer task) gives the data, the schedule (its
+`epochs` = the scratch proxy's) and the architectures: every one of its space, or with `--placements N` the
+first N of a fixed list of ResNet-18 placements (plain, every single-stage SE/GC/NL, then pairs) - the way to
+run it on studies/examples/fashion.toml. It trains, J single-thread processes at a time:
+  - scratch: every architecture from its own init with seeds 10, 11, ... (S of them; 0-2 are the ground
+    truth's, so the two never share a run);
+  - trunk: two trunks (the plain network, T epochs, trunk seeds 0 and 1), and every architecture fine-tuned
+    E epochs from each: from trunk 0 with fine-tune seeds 0 and 2, from trunk 1 with 1 and 3.
+Every run is appended to FILE.jsonl as it ends (default /tmp/proxy-modes-<study>.jsonl), and runs already
+there are not trained again, so a killed benchmark resumes. Then it prints, per mode:
+  - repeatability: Kendall tau between two independent repeats of the whole proxy, with its bootstrap 95%
+    interval (studies.fidelity_stats.rank_agreement): scratch seed 10 vs 11; scratch seeds = k, the mean of
+    seeds 10.. vs the next k; auto seeds replayed (below) on the even vs the odd seeds; trunk, fine-tune noise
+    only (trunk 0: ft 0 vs 2) and the whole trunk proxy repeated (trunk 0 ft 0 vs trunk 1 ft 1); trunk + auto
+    seeds on trunk 0's fine-tunes vs trunk 1's;
+  - with --truth (benchmarks/known_answer.py --json): tau of the first repeat against the ground truth's
+    means, and whether the first repeat's front (top-1 vs GFLOPs, studies.records.pareto_front) holds one of
+    the ground truth's best;
+  - cost per architecture in epochs-equivalent, trunk included: E + T / N (a study builds one trunk per
+    width; the benchmark builds a second only to repeat the proxy).
+Auto seeds are replayed with the study's own rule (studies.seeding.wanted, max_seeds = the pool's size): every
+architecture starts with its first run, and each architecture the rule names gets its next run from its pool,
+until the rule names none; its cost is the runs it used.
 """
 
 from __future__ import annotations
@@ -19,17 +33,27 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
+import os
 import sys
-import tempfile
 import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
+from statistics import fmean
 
 from search_space import GC, NL, SE, STAGES, ArchSpec
+from studies import config as study_config
+from studies import seeding
 from studies.fidelity_stats import rank_agreement
-from trainer import Schedule, Start, SubsetSpec, dataset_root, proxy_train, train_trunk
+from studies.records import Status, TrialRecord, pareto_front
+from trainer import Schedule, Start, SubsetSpec, proxy_train, train_trunk
 
+EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "fashion-odd.toml"
 BLOCKS = {"se": SE(16, "scale"), "gc": GC(16, "add"), "nl": NL(0.5, 1, "add")}
+SCRATCH_FIRST_SEED = 10
+TRUNK_FT = {0: (0, 2), 1: (1, 3)}  # trunk seed -> its fine-tune seeds
 
 
 def placements(n: int) -> list[ArchSpec]:
@@ -40,69 +64,179 @@ def placements(n: int) -> list[ArchSpec]:
     return [ArchSpec("resnet18", stages={s: BLOCKS[k] for s, k in c.items()}) for c in chosen]
 
 
-def _trained(spec, subset, schedule, cache, label: str, start: Start | None = None) -> float:
-    """One proxy run's held-out top-1, with a progress line on stderr (a full table takes hours on CPU)."""
+def one_run(key: dict, spec: ArchSpec, subset: SubsetSpec, schedule: Schedule, start: Start | None) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
     began = time.perf_counter()
-    top1 = proxy_train(spec, subset, schedule, cache_dir=cache, start=start).top1
-    print(f"{time.strftime('%H:%M:%S')} {label} {spec.name} top-1 {100 * top1:.1f}% "
-          f"({time.perf_counter() - began:.0f} s)", file=sys.stderr, flush=True)
-    return top1
+    top1 = proxy_train(spec, subset, schedule, start=start).top1
+    return {**key, "top1": top1, "seconds": time.perf_counter() - began}
 
 
-def scratch(specs, subset, schedule, seed, cache) -> list[float]:
-    return [_trained(s, subset, replace(schedule, seed=seed), cache, f"scratch {seed}") for s in specs]
+def key_of(mode: str, trunk: int | None, seed: int, name: str) -> dict:
+    return {"mode": mode, "trunk": trunk, "seed": seed, "name": name}
 
 
-def from_trunk(specs, subset, schedule, start: Start, seed, cache) -> list[float]:
-    return [_trained(s, subset, replace(schedule, seed=seed), cache, f"{start.key} ft {seed}", start)
-            for s in specs]
+def done_runs(path: Path) -> dict[tuple, float]:
+    """Runs already in the JSONL file (a torn last line from a kill is skipped)."""
+    found = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            found[r["mode"], r["trunk"], r["seed"], r["name"]] = r["top1"]
+    return found
+
+
+def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, float]:
+    done = done_runs(runs_file)
+    trunk_schedule = replace(schedule, epochs=args.ft_epochs)
+    jobs = [(key_of("scratch", None, s, spec.name), spec, replace(schedule, seed=s), None)
+            for s in range(SCRATCH_FIRST_SEED, SCRATCH_FIRST_SEED + args.scratch_seeds) for spec in specs]
+    if args.trunk_epochs:
+        plain = ArchSpec(specs[0].backbone, specs[0].width)
+        for t, fts in TRUNK_FT.items():
+            began = time.perf_counter()
+            _, weights = train_trunk(plain, subset, replace(schedule, seed=t), args.trunk_epochs,
+                                     root=runs_file.parent / f"{runs_file.stem}-trunks")
+            print(f"{time.strftime('%H:%M:%S')} trunk {t} ready ({time.perf_counter() - began:.0f} s)",
+                  file=sys.stderr, flush=True)
+            start = Start(f"bench-trunk-{t}", str(weights))
+            jobs += [(key_of("trunk", t, f, spec.name), spec, replace(trunk_schedule, seed=f), start)
+                     for f in fts for spec in specs]
+    todo = [j for j in jobs if tuple(j[0].values()) not in done]
+    with ProcessPoolExecutor(args.jobs) as pool, runs_file.open("a") as out:
+        futures = [pool.submit(one_run, key, spec, subset, sched, start) for key, spec, sched, start in todo]
+        for finished in as_completed(futures):
+            r = finished.result()
+            out.write(json.dumps(r) + "\n")
+            out.flush()
+            done[r["mode"], r["trunk"], r["seed"], r["name"]] = r["top1"]
+            print(f"{time.strftime('%H:%M:%S')} {r['mode']} trunk {r['trunk']} seed {r['seed']} {r['name']} "
+                  f"top-1 {100 * r['top1']:.1f}% ({r['seconds']:.0f} s)", file=sys.stderr, flush=True)
+    return done
+
+
+def replay_auto(pools: dict[str, list[float]], gflops: dict[str, float], images: int) -> tuple[dict[str, float], float]:
+    """studies.seeding's rule replayed on pre-trained runs: (each architecture's mean, runs per architecture)."""
+    names = list(pools)
+    max_seeds = min(len(v) for v in pools.values())
+    used = {n: 1 for n in names}
+    attempts: dict[int, int] = {}
+    while True:
+        rs = [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, top1=fmean(pools[n][:used[n]]),
+                          gflops=gflops[n], params=1, seeds=tuple(pools[n][:used[n]]) if used[n] > 1 else ())
+              for i, n in enumerate(names)]
+        want = seeding.wanted(rs, attempts, (), seeding.noise(rs, images), max_seeds=max_seeds)
+        if not want:
+            return {n: fmean(pools[n][:used[n]]) for n in names}, fmean(used.values())
+        for i in want:
+            used[names[i]] += 1
+            attempts[i] = attempts.get(i, 0) + 1
+
+
+def front_names(scores: dict[str, float], gflops: dict[str, float]) -> set[str]:
+    rs = [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, top1=scores[n], gflops=gflops[n], params=1)
+          for i, n in enumerate(scores)]
+    return {r.spec_id for r in pareto_front(rs, ("top1", "gflops"))}
+
+
+def row(name: str, a: dict[str, float], b: dict[str, float], cost: float, truth: dict | None,
+        gflops: dict[str, float]) -> dict:
+    names = list(a)
+    out = {"mode": name, "epochs_per_arch": cost,
+           "repeat_tau": rank_agreement([a[n] for n in names], [b[n] for n in names])["kendall_tau"].to_dict()}
+    if truth is not None:
+        out["truth_tau"] = rank_agreement([a[n] for n in names], [truth["means"][n] for n in names])[
+            "kendall_tau"].to_dict()
+        out["truth_best_on_front"] = sorted(front_names(a, gflops) & set(truth["best"]))
+    return out
+
+
+def table(specs: Sequence[ArchSpec], done: dict[tuple, float], args, epochs: int, gflops: dict[str, float],
+          images: int, truth: dict | None) -> list[dict]:
+    names = [s.name for s in specs]
+
+    def runs(mode: str, trunk: int | None, seeds: Sequence[int]) -> dict[str, list[float]]:
+        return {n: [done[mode, trunk, s, n] for s in seeds] for n in names}
+
+    def mean(pool: dict[str, list[float]]) -> dict[str, float]:
+        return {n: fmean(v) for n, v in pool.items()}
+
+    scratch = list(range(SCRATCH_FIRST_SEED, SCRATCH_FIRST_SEED + args.scratch_seeds))
+    rows = [row("scratch, 1 seed", mean(runs("scratch", None, scratch[:1])), mean(runs("scratch", None, scratch[1:2])),
+                epochs, truth, gflops)]
+    k = args.scratch_seeds // 2
+    if k >= 2:
+        rows.append(row(f"scratch, seeds = {k}", mean(runs("scratch", None, scratch[:k])),
+                        mean(runs("scratch", None, scratch[k:2 * k])), k * epochs, truth, gflops))
+        (a, cost_a), (b, cost_b) = (replay_auto(runs("scratch", None, scratch[i::2]), gflops, images) for i in (0, 1))
+        rows.append(row(f"scratch, seeds = auto (max {len(scratch[0::2])})", a, b, epochs * (cost_a + cost_b) / 2,
+                        truth, gflops))
+    if args.trunk_epochs:
+        cost = args.ft_epochs + args.trunk_epochs / len(specs)
+        t0, t1 = runs("trunk", 0, TRUNK_FT[0]), runs("trunk", 1, TRUNK_FT[1])
+        first = {n: v[0] for n, v in t0.items()}
+        rows.append(row("trunk, fine-tune noise only (trunk 0: ft 0 vs 2)", first, {n: v[1] for n, v in t0.items()},
+                        cost, truth, gflops))
+        rows.append(row("trunk, whole proxy (trunk 0 ft 0 vs trunk 1 ft 1)", first, {n: v[0] for n, v in t1.items()},
+                        cost, truth, gflops))
+        (a, cost_a), (b, cost_b) = (replay_auto(p, gflops, images) for p in (t0, t1))
+        rows.append(row("trunk, seeds = auto (max 2; trunk 0 vs trunk 1)", a, b,
+                        args.ft_epochs * (cost_a + cost_b) / 2 + args.trunk_epochs / len(specs), truth, gflops))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="digits")
-    parser.add_argument("--placements", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--trunk-epochs", type=int, default=4)
-    parser.add_argument("--images-per-class", type=int, default=None)
-    parser.add_argument("--holdout-per-class", type=int, default=30)
-    parser.add_argument("--resolution", type=int, default=16)
+    parser.add_argument("study", nargs="?", default=str(EXAMPLE))
+    parser.add_argument("--truth", default=None, help="benchmarks/known_answer.py --json output")
+    parser.add_argument("--placements", type=int, default=None)
+    parser.add_argument("--scratch-seeds", type=int, default=4)
+    parser.add_argument("--trunk-epochs", type=int, default=8, help="0: no trunk modes")
+    parser.add_argument("--ft-epochs", type=int, default=2)
+    parser.add_argument("--runs", default=None)
+    parser.add_argument("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    subset = SubsetSpec(root=dataset_root(args.data), train_per_class=args.images_per_class,
-                        holdout_per_class=args.holdout_per_class, resolution=args.resolution)
-    schedule = Schedule(epochs=args.epochs, batch_size=32, lr=0.1, width_mult=0.25, augment="pad_crop", flip=False,
-                        amp=False, channels_last=False, warmup_epochs=min(1.0, args.epochs))
-    specs = placements(args.placements)
+    config = study_config.read_file(args.study)
+    subset = config.data.subset()
+    schedule = replace(config.schedule, seeds=1)
+    specs = placements(args.placements) if args.placements else list(config.space.enumerate())
+    runs_file = Path(args.runs or f"/tmp/proxy-modes-{config.name}.jsonl")
+    truth = None
+    if args.truth:
+        known = json.loads(Path(args.truth).read_text())
+        truth = {"means": {r["name"]: r["mean"] for r in known["rows"]}, "best": known["best"]}
+    from objectives import measure
+    from trainer import load_cache
+
+    images = config.data.holdout_per_class * load_cache(subset).num_classes  # built here, not by J racing workers
+    gflops = {s.name: measure(s, config.objectives.resolution).gflops for s in specs}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = None  # the default cache ($ATTNAS_CACHE): built-in datasets are decoded once
-        runs = {"scratch 0": scratch(specs, subset, schedule, 0, cache),
-                "scratch 1": scratch(specs, subset, schedule, 1, cache)}
-        for trunk_seed in (0, 1):
-            _, weights = train_trunk(specs[0], subset, replace(schedule, seed=trunk_seed), args.trunk_epochs,
-                                     root=Path(tmp) / "trunks", cache_dir=cache)
-            start = Start(f"bench-trunk-{trunk_seed}", str(weights))
-            for ft in ((0, 1) if trunk_seed == 0 else (1,)):
-                runs[f"trunk {trunk_seed} ft {ft}"] = from_trunk(specs, subset, schedule, start, ft, cache)
-    pairs = {"scratch (seed 0 vs 1)": ("scratch 0", "scratch 1"),
-             "trunk, fine-tune noise only (trunk 0: ft 0 vs 1)": ("trunk 0 ft 0", "trunk 0 ft 1"),
-             "trunk, whole proxy repeated (trunk 0 ft 0 vs trunk 1 ft 1)": ("trunk 0 ft 0", "trunk 1 ft 1")}
-    cost = {"scratch": args.epochs, "trunk": args.epochs + args.trunk_epochs / len(specs)}
-    rows = [{"repeat": name, **rank_agreement(runs[a], runs[b])["kendall_tau"].to_dict(),
-             "epochs_per_arch": cost["scratch" if name.startswith("scratch") else "trunk"]}
-            for name, (a, b) in pairs.items()]
-    out = {"data": args.data, "placements": [s.name for s in specs], "epochs": args.epochs,
-           "trunk_epochs": args.trunk_epochs, "rows": rows, "top1": runs,
+    done = train_all(specs, subset, schedule, args, runs_file)
+    rows = table(specs, done, args, schedule.epochs, gflops, images, truth)
+    out = {"study": args.study, "architectures": [s.name for s in specs], "epochs": schedule.epochs,
+           "trunk_epochs": args.trunk_epochs, "ft_epochs": args.ft_epochs, "rows": rows, "runs": str(runs_file),
            "seconds": time.perf_counter() - started}
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"{len(specs)} placements of ResNet-18 on {args.data}, {args.epochs} epochs (trunk: {args.trunk_epochs}); "
-          f"{out['seconds']:.0f} s")
+    print(f"{config.name}: {len(specs)} architectures; scratch {schedule.epochs} epochs, trunk {args.trunk_epochs} "
+          f"+ fine-tune {args.ft_epochs}; runs in {runs_file}")
+
+    def tau(t: dict) -> str:
+        return " ".join("  nan" if t[k] is None or math.isnan(t[k]) else f"{t[k]:+.2f}"
+                        for k in ("value", "low", "high"))
+
+    print(f"  {'mode':<52} {'repeat tau [95%]':>18} {'truth tau [95%]':>18} {'epochs/arch':>11}  truth best on front")
     for r in rows:
-        tau = ", ".join("nan" if r[k] is None else f"{r[k]:+.2f}" for k in ("value", "low", "high"))
-        print(f"  {r['repeat']:<58} tau (value, low, high) {tau}  {r['epochs_per_arch']:.2f} epochs/arch")
+        truth_cols = (f"{tau(r['truth_tau']):>18}", ", ".join(r["truth_best_on_front"]) or "none") if truth else \
+            ("-", "-")
+        print(f"  {r['mode']:<52} {tau(r['repeat_tau']):>18} {truth_cols[0]} {r['epochs_per_arch']:11.2f}  "
+              f"{truth_cols[1]}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Each worker holds an exclusive `fcntl` lock on its own file in a per-user folder (/dev/shm/attnas-workers-<uid>,
 else the temp folder; ATTNAS_HOST_DIR overrides) for as long as it lives, with the CPUs it may use written in
 it. A file whose lock can be taken belongs to a dead worker (the kernel drops a lock with its process, even
-after SIGKILL) and is removed by whoever finds it. Counted again at every trial start, so a worker that joins
-or leaves changes the others' share from their next trial on.
+after SIGKILL) and is removed by whoever finds it. Counted again at every trial start and after every epoch,
+so a worker that joins or leaves changes the others' share from their next epoch on.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from trainer.threads import allowed_cpus, positive_env, thread_count, use_threads
 
@@ -81,3 +82,16 @@ def size_threads() -> int:
     count = thread_count(allowed_cpus(), other_workers(), slurm_cpus=positive_env("SLURM_CPUS_PER_TASK"),
                          explicit=positive_env("ATTNAS_THREADS"), omp=positive_env("OMP_NUM_THREADS"))
     return use_threads(count)
+
+
+def resizing(on_epoch: Callable[[Any], bool | None] | None = None) -> Callable[[Any], bool | None]:
+    """An `on_epoch` hook for proxy_train that sizes the threads again before `on_epoch` (which decides, as
+    ever, whether training goes on): processes started together may each size themselves before the others
+    have registered, and a worker that joins or leaves mid-trial changes the others' share from the next epoch.
+    Runs on the training thread, which is the one whose OpenMP thread count matters."""
+
+    def hook(stats: Any) -> bool | None:
+        size_threads()
+        return on_epoch(stats) if on_epoch is not None else None
+
+    return hook

@@ -370,11 +370,12 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
     goes_on = (lambda stats: True) if extra_seed else _rung_rule(ctx, trial, dedup_key(spec.id, seed),
                                                                    record["gflops"])
 
+    @host.resizing  # a worker that joined or left since the last epoch changes this one's share
     def on_epoch(stats: trainer.EpochStats) -> bool:
         run.log_epoch(stats.epoch, {k: v for k, v in stats.to_dict().items() if k != "epoch"})
         return goes_on(stats)
 
-    threads = host.size_threads()  # this worker's share of the CPUs, counted again at every trial
+    threads = host.size_threads()  # this worker's share of the CPUs, counted again at every trial and epoch
     try:
         result, runs = trainer.train_seeds(spec, ctx.subset, config.schedule, ctx.device, on_epoch=on_epoch,
                                            watch=watch, train=ctx.train, checkpoint_dir=ctx.runs, progress=False,

@@ -11,14 +11,16 @@ from pathlib import Path
 
 from trainer.digits import write_digits_tree
 from trainer.fashion import FASHION, find_source, write_fashion_tree
+from trainer.oddone import ODD, write_odd_tree
 from trainer.subsets import DataError, default_cache_dir
 
 DIGITS = "digits"
-BUILTIN = (DIGITS, FASHION)
+BUILTIN = (DIGITS, FASHION, ODD)
 
 
 def dataset_root(root: str, cache_dir: str | Path | None = None) -> str:
-    """The tree a study reads: "digits", "fashion-mnist" or "fashion-mnist:/dir/of/idx/files" are written to
+    """The tree a study reads: "digits", "fashion-mnist" or "fashion-mnist:/dir/of/idx/files" (and the known-answer
+    task "fashion-odd", from the same files) are written to
     the cache (`cache_dir`, else `default_cache_dir()`); any other existing path is returned unchanged.
 
     Fashion-MNIST's tree is named by a digest of its IDX files, so a different copy never reuses a tree
@@ -27,6 +29,10 @@ def dataset_root(root: str, cache_dir: str | Path | None = None) -> str:
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if root == DIGITS:
         return str(write_digits_tree(cache / DIGITS))
+    if root == ODD or root.startswith(ODD + ":"):
+        source = root.split(":", 1)[1] if ":" in root else None
+        found = find_source(source or None)
+        return str(write_odd_tree(cache / f"{ODD}-{found.digest}", found))
     if root == FASHION or root.startswith(FASHION + ":"):
         source = root.split(":", 1)[1] if ":" in root else None
         found = find_source(source or None)
@@ -34,5 +40,5 @@ def dataset_root(root: str, cache_dir: str | Path | None = None) -> str:
     if not Path(root).expanduser().is_dir():
         raise DataError(f"data root {root!r} does not exist; point it at an ImageFolder tree with train/ and val/, "
                         f"or use a built-in dataset: {', '.join(repr(n) for n in BUILTIN)} "
-                        "(or 'fashion-mnist:/dir' for your own copy of its four IDX files)")
+                        "(or 'fashion-mnist:/dir' / 'fashion-odd:/dir' for your own copy of its four IDX files)")
     return root

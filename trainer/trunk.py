@@ -36,7 +36,8 @@ ATTENTION_KEYS = (".attn.", ".nl.")
 HEAD = "fc."
 #: Scale-fusion gates of blocks inserted into a trunk start at sigmoid(3) = 0.95, not the ~0.5 of their init,
 #: which halves every residual branch they sit on: SE or GC (scale) in all four stages of a digits trunk
-#: drop its held-out top-1 from 96-97 % to ~19 % at insertion, 95-97 % with the gates open (tests/trainer/test_trunk.py).
+#: drop its held-out top-1 from 96-97 % to ~19 % at insertion, 95-97 % with the gates open
+#: (tests/trainer/test_trunk.py).
 #: 3 rather than more keeps the gate's slope sigmoid'(3) = 0.045 (0.25 at 0), so it can still learn.
 OPEN_LOGIT = 3.0
 WEIGHTS = "trunk.pt"

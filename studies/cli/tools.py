@@ -85,8 +85,9 @@ def train(
                           holdout_per_class=holdout_per_class, resolution=resolution, seed=seed)
     schedule = train_schedule(config, epochs=epochs, lr=lr, batch_size=batch_size, width_mult=width_mult,
                               seed=seed, augment=augment)
-    host.size_threads()  # its share of the CPUs it may use (trainer.threads)
-    result = proxy_train(spec, subset, schedule, device, checkpoint_dir=runs, progress=not as_json)
+    host.size_threads()  # its share of the CPUs it may use (trainer.threads), counted again after each epoch
+    result = proxy_train(spec, subset, schedule, device, checkpoint_dir=runs, progress=not as_json,
+                         on_epoch=host.resizing())
     keys = ("top1", "top5", "epochs", "seconds", "images_per_s", "status", "checkpoint")
     summary = {k: getattr(result, k) for k in keys}
     if val and result.status == "ok":

@@ -56,3 +56,32 @@ def test_live_workers_are_counted_and_a_killed_ones_file_is_removed(host_dir: Pa
         for proc in others:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: every share is one thread, nothing to resize")
+def test_a_worker_that_joins_mid_training_shrinks_the_share_from_the_next_epoch(
+        host_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/shared_cores.py: N `attnas train` processes started together each sized themselves before the
+    others registered (2 threads + 1 on 2 cores, 0.69x one alone); sized again after each epoch, 0.92x."""
+    import torch
+
+    for name in ("OMP_NUM_THREADS", "ATTNAS_THREADS", "SLURM_CPUS_PER_TASK"):
+        monkeypatch.delenv(name, raising=False)
+    cpus = len(os.sched_getaffinity(0))
+    decisions = []
+    hook = host.resizing(lambda stats: decisions.append(stats) or stats != "last")
+    joined = None
+    try:
+        assert host.size_threads() == cpus  # alone
+        joined = _worker({**os.environ})
+        assert torch.get_num_threads() == cpus  # nothing changes mid-epoch
+        assert hook("epoch 1") is True and torch.get_num_threads() == cpus // 2
+        joined.kill()
+        joined.wait(10)
+        assert hook("last") is False and torch.get_num_threads() == cpus  # the caller's decision passes through
+        assert decisions == ["epoch 1", "last"]
+    finally:
+        torch.set_num_threads(1)
+        if joined is not None:
+            joined.kill()
+            joined.wait(10)

@@ -1,0 +1,108 @@
+"""The known-answer task's ground truth: which attention placements truly win on "fashion-odd"?
+
+Usage: .venv/bin/python benchmarks/known_answer.py [STUDY.toml] [--seeds S] [--first-seed F] [--epochs E]
+           [--jobs J] [--json]
+
+Trains every architecture of the study's space (default studies/examples/fashion-odd.toml: 16 placements, the
+task of trainer/oddone.py) with the study's data and schedule, but S seeds (F, F+1, ...) and E epochs each, J
+single-thread processes at a time (N processes each with torch's default threads on shared cores crawl), and
+prints per architecture: mean held-out top-1, its standard error over seeds (pooled seed sigma / sqrt(runs)),
+the gap to the plain network in sigmas, and GFLOPs at the study's deployment resolution. "Best" = the highest
+mean and every architecture not separated from it at 95% (|diff| < 1.96 sqrt(se_a^2 + se_b^2),
+studies.fidelity_stats.indistinguishable): the set a search's front must hold for the search to have found
+what matters. `--epochs` = the study's epochs and `--seeds 1` runs the shipped proxy itself (one repeat of it
+per first seed; benchmarks/proxy_modes.py compares such repeats). Per-run lines go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+from statistics import fmean, stdev
+
+from search_space import ArchSpec
+from studies import config as study_config
+from studies.fidelity_stats import indistinguishable, pooled_sigma
+from trainer import Schedule, SubsetSpec, proxy_train
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "fashion-odd.toml"
+
+
+def one_run(spec: ArchSpec, seed: int, subset: SubsetSpec, schedule: Schedule) -> tuple[str, int, float, float]:
+    import torch
+
+    torch.set_num_threads(1)
+    began = time.perf_counter()
+    top1 = proxy_train(spec, subset, replace(schedule, seed=seed)).top1
+    return spec.name, seed, top1, time.perf_counter() - began
+
+
+def ground_truth(runs: dict[str, list[float]]) -> dict[str, object]:
+    """Per architecture mean, se (pooled sigma / sqrt(runs)); the best and its ties at 95%."""
+    sigma = pooled_sigma(runs)
+    means = {n: fmean(v) for n, v in runs.items()}
+    se = {n: sigma / math.sqrt(len(v)) for n, v in runs.items()}
+    best = max(means, key=means.__getitem__)
+    ties = {a if b == best else b for a, b in indistinguishable({n: (means[n], se[n]) for n in runs}) if best in (a, b)}
+    return {"sigma": sigma, "means": means, "se": se, "best": sorted({best, *ties}, key=lambda n: -means[n])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", nargs="?", default=str(EXAMPLE))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    config = study_config.read_file(args.study)
+    subset = config.data.subset()
+    schedule = replace(config.schedule, epochs=args.epochs, seeds=1)
+    specs = list(config.space.enumerate())
+    from objectives import measure
+    from trainer import load_cache
+
+    load_cache(subset)  # built once here, not by J processes racing for its lock
+    gflops = {s.name: measure(s, config.objectives.resolution).gflops for s in specs}
+    started = time.perf_counter()
+    runs: dict[str, list[float]] = {s.name: [] for s in specs}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(one_run, spec, seed, subset, schedule) for seed in seeds for spec in specs]
+        for done in as_completed(futures):
+            name, seed, top1, seconds = done.result()
+            runs[name].append(top1)
+            print(f"{time.strftime('%H:%M:%S')} {name} seed {seed} top-1 {100 * top1:.1f}% ({seconds:.0f} s)",
+                  file=sys.stderr, flush=True)
+    truth = ground_truth(runs) if args.seeds > 1 else {"sigma": math.nan, "best": [],
+                                                        "means": {n: v[0] for n, v in runs.items()}}
+    sigma, means = truth["sigma"], truth["means"]
+    plain = ArchSpec(specs[0].backbone, specs[0].width).name
+    base = means.get(plain, math.nan)
+    rows = [{"name": n, "mean": means[n], "runs": runs[n], "se": truth.get("se", {}).get(n, math.nan),
+             "gflops": gflops[n], "gap_to_plain_in_sigma": (means[n] - base) / sigma if sigma else math.nan,
+             "best": n in truth["best"]} for n in sorted(runs, key=lambda n: -means[n])]
+    spread = stdev(means.values()) / sigma if sigma and len(means) > 1 else math.nan
+    out = {"study": args.study, "epochs": args.epochs, "seeds": list(seeds), "seed_sigma": sigma,
+           "spread_to_noise": spread, "rows": rows, "best": truth["best"], "seconds": time.perf_counter() - started}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{config.name}: {len(specs)} architectures x seeds {list(seeds)}, {args.epochs} epochs; seed sigma "
+          f"{100 * sigma:.2f} pts, spread/noise {spread:.2f}; {out['seconds']:.0f} s")
+    print(f"  {'architecture':<40} {'mean':>7} {'± se':>6} {'vs plain (σ)':>13} {'GFLOPs':>7}  best")
+    for r in rows:
+        print(f"  {r['name']:<40} {100 * r['mean']:6.1f}% {100 * r['se']:6.2f} "
+              f"{r['gap_to_plain_in_sigma']:+13.1f} {r['gflops']:7.3f}  {'*' if r['best'] else ''}")
+
+
+if __name__ == "__main__":
+    main()

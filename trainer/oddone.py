@@ -1,0 +1,97 @@
+"""The known-answer task: Fashion-MNIST "odd one out", written out as an ImageFolder PNG tree.
+
+Why this task. On plain Fashion-MNIST attention placements differ by less than seed noise
+(benchmarks/RESULTS.md), so a search over placements has nothing to find and no way to show it finds it. Here
+each 56x56 image is a 2x2 grid holding three real Fashion-MNIST photos in three random cells: two of one
+class, one of another; the label is the class of the odd one. The answer is relational: a network that only
+pools features and reads them linearly sees twice the evidence for the *wrong* class, so it must compare
+what is where across the image before its final pooling. The blocks searched over are the tools for that (SE
+gates channels by a global summary, GC adds one to every position, NL compares positions pairwise), and
+placement should matter: a block in a stage whose positions each see one cell can compare cells, one in an
+early stage sees pieces of clothes. Which placements actually win is not assumed here; it is measured with
+many seeds (benchmarks/known_answer.py, figures in benchmarks/RESULTS.md).
+
+Deterministic: the composites are a function of the IDX files and `SEED`; the tree is named by both, so a
+different copy of Fashion-MNIST never reuses a tree written from another. Built in a temporary folder and
+renamed into place under a file lock, marker last (as trainer.fashion).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+from PIL import Image
+
+from trainer.fashion import CLASSES, FashionSource, read_idx
+
+ODD = "fashion-odd"  # the built-in name, as in a study's data.root
+MARKER = "attnas-fashion-odd.json"
+SEED = 0
+CELL = 28
+SIZE = 2 * CELL
+#: Composites per class: train/ from the official train split, val/ from the test split (never read by a search).
+PER_CLASS = {"train": 1200, "val": 300}
+SPLITS = {"train": "train", "val": "val"}  # tree split -> IDX split
+
+
+def write_odd_tree(root: str | Path, found: FashionSource) -> Path:
+    """Write `root/train/<class>/*.png` and `root/val/<class>/*.png` once; later calls reuse them."""
+    root = Path(root).expanduser()
+    marker = root / MARKER
+    if marker.is_file():
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".attnas-fashion-odd.lock")):
+        if marker.is_file():
+            return root
+        tmp = root / f".building-{uuid.uuid4().hex[:8]}"
+        try:
+            counts = {split: _write_split(tmp / split, found, split) for split in SPLITS}
+            for split in SPLITS:
+                shutil.rmtree(root / split, ignore_errors=True)
+                (tmp / split).rename(root / split)
+            partial = root / f".{MARKER}.tmp"
+            partial.write_text(json.dumps({"source": str(found.directory), "digest": found.digest, "seed": SEED,
+                                           "task": "label = class of the one item of three whose class is "
+                                                   "unique; 2x2 grid of 28 px cells, one cell empty",
+                                           "classes": list(CLASSES), **counts}, indent=1))
+            partial.rename(marker)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def composites(images: np.ndarray, labels: np.ndarray, per_class: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`per_class` odd-one-out canvases per class: (canvases N x 56 x 56 uint8, labels N).
+
+    The pair's class is uniform over the other nine; the three photos are distinct draws; the empty cell and
+    the odd photo's cell are uniform, so neither position nor count of items gives the label away.
+    """
+    by_class = [np.flatnonzero(labels == c) for c in range(len(CLASSES))]
+    canvases = np.zeros((per_class * len(CLASSES), SIZE, SIZE), dtype=np.uint8)
+    odd_labels = np.repeat(np.arange(len(CLASSES)), per_class)
+    for i, odd in enumerate(odd_labels):
+        pair = (odd + 1 + rng.integers(len(CLASSES) - 1)) % len(CLASSES)
+        photos = [rng.choice(by_class[odd]), *rng.choice(by_class[pair], size=2, replace=False)]
+        cells = rng.permutation(4)[:3]
+        for photo, cell in zip(photos, cells, strict=True):
+            y, x = divmod(int(cell), 2)
+            canvases[i, y * CELL:(y + 1) * CELL, x * CELL:(x + 1) * CELL] = images[photo]
+    return canvases, odd_labels
+
+
+def _write_split(folder: Path, found: FashionSource, split: str) -> int:
+    images, labels = read_idx(found.files[SPLITS[split], "images"]), read_idx(found.files[SPLITS[split], "labels"])
+    rng = np.random.default_rng([SEED, list(SPLITS).index(split)])
+    canvases, odd = composites(images, labels, PER_CLASS[split], rng)
+    for name in CLASSES:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    for i, (pixels, label) in enumerate(zip(canvases, odd, strict=True)):
+        Image.fromarray(pixels).save(folder / CLASSES[label] / f"{i:05d}.png", compress_level=1)
+    return len(odd)
