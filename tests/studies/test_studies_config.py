@@ -11,7 +11,7 @@ from studies import storage as st
 from studies.config import StudyError, example_path, from_dict, read_file
 
 
-@pytest.mark.parametrize("name", ["digits", "imagenet100", "imagenet1k-subset"])
+@pytest.mark.parametrize("name", ["digits", "fashion", "fashion-odd", "imagenet100", "imagenet1k-subset"])
 def test_shipped_examples_are_valid(name: str) -> None:
     config = read_file(example_path(name))
     assert config.name and config.trials >= 1
