@@ -11,7 +11,8 @@ the gap to the plain network in sigmas, and GFLOPs at the study's deployment res
 mean and every architecture not separated from it at 95% (|diff| < 1.96 sqrt(se_a^2 + se_b^2),
 studies.fidelity_stats.indistinguishable): the set a search's front must hold for the search to have found
 what matters. `--epochs` = the study's epochs and `--seeds 1` runs the shipped proxy itself (one repeat of it
-per first seed; benchmarks/proxy_modes.py compares such repeats). Per-run lines go to stderr.
+per first seed; benchmarks/proxy_modes.py compares such repeats). Per-run lines go to stderr, and each run to
+the JSONL file `--runs` as it ends; runs already there are not trained again, so a killed benchmark resumes.
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ def one_run(spec: ArchSpec, seed: int, subset: SubsetSpec, schedule: Schedule) -
     return spec.name, seed, top1, time.perf_counter() - began
 
 
+def done_runs(path: Path) -> dict[tuple[str, int], float]:
+    """(name, seed) -> top-1 of the runs already in the JSONL file (a torn last line from a kill is skipped)."""
+    found = {}
+    for line in path.read_text().splitlines() if path.is_file() else ():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        found[r["name"], r["seed"]] = r["top1"]
+    return found
+
+
 def ground_truth(runs: dict[str, list[float]]) -> dict[str, object]:
     """Per architecture mean, se (pooled sigma / sqrt(runs)); the best and its ties at 95%."""
     sigma = pooled_sigma(runs)
@@ -60,6 +73,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--runs", default=None, help="JSONL of finished runs (resumed; default in /tmp)")
     parser.add_argument("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -73,15 +87,20 @@ def main() -> None:
     load_cache(subset)  # built once here, not by J processes racing for its lock
     gflops = {s.name: measure(s, config.objectives.resolution).gflops for s in specs}
     started = time.perf_counter()
-    runs: dict[str, list[float]] = {s.name: [] for s in specs}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(one_run, spec, seed, subset, schedule) for seed in seeds for spec in specs]
-        for done in as_completed(futures):
-            name, seed, top1, seconds = done.result()
-            runs[name].append(top1)
+    runs_file = Path(args.runs or f"/tmp/known-answer-{config.name}-{args.epochs}ep.jsonl")
+    done = done_runs(runs_file)
+    todo = [(spec, seed) for seed in seeds for spec in specs if (spec.name, seed) not in done]
+    with ProcessPoolExecutor(args.jobs) as pool, runs_file.open("a") as log:
+        futures = [pool.submit(one_run, spec, seed, subset, schedule) for spec, seed in todo]
+        for finished in as_completed(futures):
+            name, seed, top1, seconds = finished.result()
+            done[name, seed] = top1
+            log.write(json.dumps({"name": name, "seed": seed, "top1": top1, "seconds": seconds}) + "\n")
+            log.flush()
             print(f"{time.strftime('%H:%M:%S')} {name} seed {seed} top-1 {100 * top1:.1f}% ({seconds:.0f} s)",
                   file=sys.stderr, flush=True)
+    runs = {s.name: [done[s.name, seed] for seed in seeds] for s in specs}
     truth = ground_truth(runs) if args.seeds > 1 else {"sigma": math.nan, "best": [],
                                                         "means": {n: v[0] for n, v in runs.items()}}
     sigma, means = truth["sigma"], truth["means"]

@@ -10,9 +10,11 @@ run it on studies/examples/fashion.toml. It trains, J single-thread processes at
   - scratch: every architecture from its own init with seeds 10, 11, ... (S of them; 0-2 are the ground
     truth's, so the two never share a run);
   - trunk: two trunks (the plain network, T epochs, trunk seeds 0 and 1), and every architecture fine-tuned
-    E epochs from each: from trunk 0 with fine-tune seeds 0 and 2, from trunk 1 with 1 and 3.
+    E epochs from each: from trunk 0 with fine-tune seeds 0 and 2, from trunk 1 with 1 (and 3 with
+    --trunk-auto).
 Every run is appended to FILE.jsonl as it ends (default /tmp/proxy-modes-<study>.jsonl), and runs already
 there are not trained again, so a killed benchmark resumes. Then it prints, per mode:
+  (rows need their runs: seeds = k and the scratch auto replay need S >= 4, trunk + auto --trunk-auto)
   - repeatability: Kendall tau between two independent repeats of the whole proxy, with its bootstrap 95%
     interval (studies.fidelity_stats.rank_agreement): scratch seed 10 vs 11; scratch seeds = k, the mean of
     seeds 10.. vs the next k; auto seeds replayed (below) on the even vs the odd seeds; trunk, fine-tune noise
@@ -53,7 +55,8 @@ from trainer import Schedule, Start, SubsetSpec, proxy_train, train_trunk
 EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "fashion-odd.toml"
 BLOCKS = {"se": SE(16, "scale"), "gc": GC(16, "add"), "nl": NL(0.5, 1, "add")}
 SCRATCH_FIRST_SEED = 10
-TRUNK_FT = {0: (0, 2), 1: (1, 3)}  # trunk seed -> its fine-tune seeds
+#: trunk seed -> its fine-tune seeds (trunk 1's second, seed 3, only with --trunk-auto: the auto replay's pool)
+TRUNK_FT = {0: (0, 2), 1: (1, 3)}
 
 
 def placements(n: int) -> list[ArchSpec]:
@@ -62,6 +65,10 @@ def placements(n: int) -> list[ArchSpec]:
     pairs = [{a: ka, b: kb} for a, b in itertools.combinations(STAGES, 2) for ka in BLOCKS for kb in BLOCKS]
     chosen = [{}, *singles, *pairs][:n]
     return [ArchSpec("resnet18", stages={s: BLOCKS[k] for s, k in c.items()}) for c in chosen]
+
+
+def trunk_ft(args: argparse.Namespace) -> dict[int, tuple[int, ...]]:
+    return TRUNK_FT if args.trunk_auto else {0: TRUNK_FT[0], 1: TRUNK_FT[1][:1]}
 
 
 def one_run(key: dict, spec: ArchSpec, subset: SubsetSpec, schedule: Schedule, start: Start | None) -> dict:
@@ -97,7 +104,7 @@ def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, flo
             for s in range(SCRATCH_FIRST_SEED, SCRATCH_FIRST_SEED + args.scratch_seeds) for spec in specs]
     if args.trunk_epochs:
         plain = ArchSpec(specs[0].backbone, specs[0].width)
-        for t, fts in TRUNK_FT.items():
+        for t, fts in trunk_ft(args).items():
             began = time.perf_counter()
             _, weights = train_trunk(plain, subset, replace(schedule, seed=t), args.trunk_epochs,
                                      root=runs_file.parent / f"{runs_file.stem}-trunks")
@@ -177,12 +184,15 @@ def table(specs: Sequence[ArchSpec], done: dict[tuple, float], args, epochs: int
                         truth, gflops))
     if args.trunk_epochs:
         cost = args.ft_epochs + args.trunk_epochs / len(specs)
-        t0, t1 = runs("trunk", 0, TRUNK_FT[0]), runs("trunk", 1, TRUNK_FT[1])
+        fts = trunk_ft(args)
+        t0, t1 = runs("trunk", 0, fts[0]), runs("trunk", 1, fts[1])
         first = {n: v[0] for n, v in t0.items()}
         rows.append(row("trunk, fine-tune noise only (trunk 0: ft 0 vs 2)", first, {n: v[1] for n, v in t0.items()},
                         cost, truth, gflops))
         rows.append(row("trunk, whole proxy (trunk 0 ft 0 vs trunk 1 ft 1)", first, {n: v[0] for n, v in t1.items()},
                         cost, truth, gflops))
+        if not args.trunk_auto:
+            return rows
         (a, cost_a), (b, cost_b) = (replay_auto(p, gflops, images) for p in (t0, t1))
         rows.append(row("trunk, seeds = auto (max 2; trunk 0 vs trunk 1)", a, b,
                         args.ft_epochs * (cost_a + cost_b) / 2 + args.trunk_epochs / len(specs), truth, gflops))
@@ -197,6 +207,7 @@ def main() -> None:
     parser.add_argument("--scratch-seeds", type=int, default=4)
     parser.add_argument("--trunk-epochs", type=int, default=8, help="0: no trunk modes")
     parser.add_argument("--ft-epochs", type=int, default=2)
+    parser.add_argument("--trunk-auto", action="store_true", help="one more fine-tune of trunk 1, for the auto row")
     parser.add_argument("--runs", default=None)
     parser.add_argument("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))))
     parser.add_argument("--json", action="store_true")
