@@ -29,13 +29,11 @@ def dataset_root(root: str, cache_dir: str | Path | None = None) -> str:
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if root == DIGITS:
         return str(write_digits_tree(cache / DIGITS))
-    if root == ODD or root.startswith(ODD + ":"):
-        source = root.split(":", 1)[1] if ":" in root else None
+    name, _, source = root.partition(":")
+    if name in (FASHION, ODD):  # both are written from the same four IDX files
         found = find_source(source or None)
-        return str(write_odd_tree(cache / f"{ODD}-{found.digest}", found))
-    if root == FASHION or root.startswith(FASHION + ":"):
-        source = root.split(":", 1)[1] if ":" in root else None
-        found = find_source(source or None)
+        if name == ODD:
+            return str(write_odd_tree(cache / f"{ODD}-{found.digest}", found))
         return str(write_fashion_tree(cache / f"{FASHION}-{found.digest}", found.directory))
     if not Path(root).expanduser().is_dir():
         raise DataError(f"data root {root!r} does not exist; point it at an ImageFolder tree with train/ and val/, "

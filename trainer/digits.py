@@ -6,14 +6,12 @@ folder listing, split, decoding and cache code a real ImageNet copy goes through
 
 from __future__ import annotations
 
-import json
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 from PIL import Image
+
+from trainer.trees import write_once
 
 MARKER = "attnas-digits.json"
 SIZE = 32  # the 8x8 digits upscaled, so a 32 px proxy trains on them without a further resize
@@ -21,28 +19,9 @@ VAL_EVERY = 10  # every 10th image goes to val/ (~10%), the rest to train/
 
 
 def write_digits_tree(root: str | Path) -> Path:
-    """Write `root/train/<digit>/*.JPEG` and `root/val/<digit>/*.JPEG` once; later calls reuse it.
-
-    The marker file is written last, so a tree without it is a half-written one and is rewritten.
-    """
-    root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    marker = root / MARKER
-    with FileLock(str(root / ".attnas-digits.lock")):
-        if marker.is_file():
-            return root
-        tmp = root / f".building-{uuid.uuid4().hex[:8]}"
-        try:
-            counts = _write_images(tmp)
-            for split in ("train", "val"):
-                shutil.rmtree(root / split, ignore_errors=True)
-                (tmp / split).rename(root / split)
-            partial = root / f".{MARKER}.tmp"
-            partial.write_text(json.dumps({"source": "sklearn.datasets.load_digits", **counts}, indent=1))
-            partial.rename(marker)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    """Write `root/train/<digit>/*.JPEG` and `root/val/<digit>/*.JPEG` once; later calls reuse it
+    (trainer.trees.write_once: the marker is written last, so a tree without it is rewritten)."""
+    return write_once(root, MARKER, lambda tmp: {"source": "sklearn.datasets.load_digits", **_write_images(tmp)})
 
 
 def _write_images(folder: Path) -> dict[str, int]:

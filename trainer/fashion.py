@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 from PIL import Image
 
 from trainer.subsets import DataError
+from trainer.trees import write_once
 
 FASHION = "fashion-mnist"  # the built-in name, as in a study's data.root
 MARKER = "attnas-fashion-mnist.json"
@@ -94,33 +91,15 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def write_fashion_tree(root: str | Path, source: str | Path | None = None) -> Path:
-    """Write `root/train/<class>/*.png` (official train split) and `root/val/<class>/*.png` (test split) once.
+    """Write `root/train/<class>/*.png` (official train split) and `root/val/<class>/*.png` (test split) once
+    (trainer.trees.write_once: many workers starting together write it once, a half-written one is rewritten)."""
 
-    Built in a temporary folder and renamed into place under a file lock, with the marker written last, so
-    many workers starting together write it once and a tree without the marker is rewritten.
-    """
-    root = Path(root).expanduser()
-    marker = root / MARKER
-    if marker.is_file():  # the common case, every worker start: no need to read the IDX files again
-        return root
-    found = find_source(source)
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / ".attnas-fashion-mnist.lock")):
-        if marker.is_file():
-            return root
-        tmp = root / f".building-{uuid.uuid4().hex[:8]}"
-        try:
-            counts = {split: _write_split(tmp / split, found, split) for split in ("train", "val")}
-            for split in ("train", "val"):
-                shutil.rmtree(root / split, ignore_errors=True)
-                (tmp / split).rename(root / split)
-            partial = root / f".{MARKER}.tmp"
-            partial.write_text(json.dumps({"source": str(found.directory), "digest": found.digest,
-                                           "classes": list(CLASSES), **counts}, indent=1))
-            partial.rename(marker)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    def build(tmp: Path) -> dict:
+        found = find_source(source)
+        counts = {split: _write_split(tmp / split, found, split) for split in ("train", "val")}
+        return {"source": str(found.directory), "digest": found.digest, "classes": list(CLASSES), **counts}
+
+    return write_once(root, MARKER, build)
 
 
 def _write_split(folder: Path, found: FashionSource, split: str) -> int:

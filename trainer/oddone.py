@@ -13,21 +13,18 @@ many seeds (benchmarks/known_answer.py, figures in benchmarks/RESULTS.md).
 
 Deterministic: the composites are a function of the IDX files and `SEED`; the tree is named by both, so a
 different copy of Fashion-MNIST never reuses a tree written from another. Built in a temporary folder and
-renamed into place under a file lock, marker last (as trainer.fashion).
+renamed into place under a file lock, marker last (trainer.trees.write_once).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 from PIL import Image
 
 from trainer.fashion import CLASSES, FashionSource, read_idx
+from trainer.trees import write_once
 
 ODD = "fashion-odd"  # the built-in name, as in a study's data.root
 MARKER = "attnas-fashion-odd.json"
@@ -40,30 +37,15 @@ SPLITS = {"train": "train", "val": "val"}  # tree split -> IDX split
 
 
 def write_odd_tree(root: str | Path, found: FashionSource) -> Path:
-    """Write `root/train/<class>/*.png` and `root/val/<class>/*.png` once; later calls reuse them."""
-    root = Path(root).expanduser()
-    marker = root / MARKER
-    if marker.is_file():
-        return root
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / ".attnas-fashion-odd.lock")):
-        if marker.is_file():
-            return root
-        tmp = root / f".building-{uuid.uuid4().hex[:8]}"
-        try:
-            counts = {split: _write_split(tmp / split, found, split) for split in SPLITS}
-            for split in SPLITS:
-                shutil.rmtree(root / split, ignore_errors=True)
-                (tmp / split).rename(root / split)
-            partial = root / f".{MARKER}.tmp"
-            partial.write_text(json.dumps({"source": str(found.directory), "digest": found.digest, "seed": SEED,
-                                           "task": "label = class of the one item of three whose class is "
-                                                   "unique; 2x2 grid of 28 px cells, one cell empty",
-                                           "classes": list(CLASSES), **counts}, indent=1))
-            partial.rename(marker)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    """Write `root/train/<class>/*.png` and `root/val/<class>/*.png` once (trainer.trees.write_once)."""
+
+    def build(tmp: Path) -> dict:
+        counts = {split: _write_split(tmp / split, found, split) for split in SPLITS}
+        return {"source": str(found.directory), "digest": found.digest, "seed": SEED,
+                "task": "label = class of the one item of three whose class is unique; 2x2 grid of 28 px cells, "
+                        "one cell empty", "classes": list(CLASSES), **counts}
+
+    return write_once(root, MARKER, build)
 
 
 def composites(images: np.ndarray, labels: np.ndarray, per_class: int,
