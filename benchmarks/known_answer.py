@@ -45,15 +45,16 @@ def one_run(spec: ArchSpec, seed: int, subset: SubsetSpec, schedule: Schedule) -
     return spec.name, seed, top1, time.perf_counter() - began
 
 
-def done_runs(path: Path) -> dict[tuple[str, int], float]:
-    """(name, seed) -> top-1 of the runs already in the JSONL file (a torn last line from a kill is skipped)."""
+def done_runs(path: Path, fields: tuple[str, ...] = ("name", "seed")) -> dict[tuple, float]:
+    """Key (the record's `fields`) -> top-1 of the runs already in the JSONL file (a torn last line from a kill
+    is skipped). benchmarks/proxy_modes.py reads its runs with this too."""
     found = {}
     for line in path.read_text().splitlines() if path.is_file() else ():
         try:
             r = json.loads(line)
         except ValueError:
             continue
-        found[r["name"], r["seed"]] = r["top1"]
+        found[tuple(r[f] for f in fields)] = r["top1"]
     return found
 
 

@@ -45,6 +45,8 @@ from dataclasses import replace
 from pathlib import Path
 from statistics import fmean
 
+from known_answer import done_runs  # benchmarks/ is the script's own folder, so first on sys.path
+
 from search_space import GC, NL, SE, STAGES, ArchSpec
 from studies import config as study_config
 from studies import seeding
@@ -80,25 +82,15 @@ def one_run(key: dict, spec: ArchSpec, subset: SubsetSpec, schedule: Schedule, s
     return {**key, "top1": top1, "seconds": time.perf_counter() - began}
 
 
+KEY = ("mode", "trunk", "seed", "name")  # a run's key in the JSONL file
+
+
 def key_of(mode: str, trunk: int | None, seed: int, name: str) -> dict:
-    return {"mode": mode, "trunk": trunk, "seed": seed, "name": name}
-
-
-def done_runs(path: Path) -> dict[tuple, float]:
-    """Runs already in the JSONL file (a torn last line from a kill is skipped)."""
-    found = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            found[r["mode"], r["trunk"], r["seed"], r["name"]] = r["top1"]
-    return found
+    return dict(zip(KEY, (mode, trunk, seed, name), strict=True))
 
 
 def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, float]:
-    done = done_runs(runs_file)
+    done = done_runs(runs_file, KEY)
     trunk_schedule = replace(schedule, epochs=args.ft_epochs)
     jobs = [(key_of("scratch", None, s, spec.name), spec, replace(schedule, seed=s), None)
             for s in range(SCRATCH_FIRST_SEED, SCRATCH_FIRST_SEED + args.scratch_seeds) for spec in specs]
@@ -120,7 +112,7 @@ def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, flo
             r = finished.result()
             out.write(json.dumps(r) + "\n")
             out.flush()
-            done[r["mode"], r["trunk"], r["seed"], r["name"]] = r["top1"]
+            done[tuple(r[f] for f in KEY)] = r["top1"]
             print(f"{time.strftime('%H:%M:%S')} {r['mode']} trunk {r['trunk']} seed {r['seed']} {r['name']} "
                   f"top-1 {100 * r['top1']:.1f}% ({r['seconds']:.0f} s)", file=sys.stderr, flush=True)
     return done
