@@ -47,9 +47,11 @@ GIT_TIMEOUT_S = 2.0
 
 
 def environment(device: str = "cpu", worker: int | None = None) -> dict[str, Any]:
-    """How this worker runs, JSON-ready: versions (and attnas' git commit), device and its name, threads, host,
-    start time. Stored with the study (studies.queue.join) so a result says what made it. `threads` is the
-    worker's share of its CPUs when it joins (studies.host); each trial records the count it trained with."""
+    """How this worker runs, JSON-ready: versions (and attnas' git commit), device and its name, the instruction
+    set torch's CPU kernels use (`cpu_capability`: AVX2, AVX512, ...: one CPU model name can hide either, and the
+    two round differently, so two fronts from one study file can differ on it), threads, host, start time.
+    Stored with the study (studies.queue.join) so a result says what made it. `threads` is the worker's share of
+    its CPUs when it joins (studies.host); each trial records the count it trained with."""
     import platform
     from datetime import UTC, datetime
 
@@ -64,7 +66,8 @@ def environment(device: str = "cpu", worker: int | None = None) -> dict[str, Any
     return {"worker": worker, **identity(), "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "attnas": package_version(), "commit": commit, "dirty": dirty, "python": platform.python_version(),
             "torch": torch.__version__, "torchvision": torchvision.__version__, "optuna": optuna.__version__,
-            "device": device_type(device), "device_name": device_name(device), "threads": threads}
+            "device": device_type(device), "device_name": device_name(device),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": threads}
 
 
 def package_version() -> str | None:

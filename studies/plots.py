@@ -222,7 +222,7 @@ def page(title: str, sections: Sequence[str]) -> str:
 
 # -- how the study was run (studies.provenance.run_summary) -------------------------------------------------------
 ENV_COLUMNS = ("workers", "hosts", "attnas", "commit", "python", "torch", "torchvision", "optuna", "device",
-               "device_name", "threads", "started")
+               "device_name", "cpu_capability", "threads", "started")
 
 
 def run_section(run: dict[str, Any] | None) -> str:

@@ -456,12 +456,13 @@ def environments(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def setups(envs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Workers grouped by setup (versions, commit, Python, device and its name, threads): one row per distinct
-    setup with its workers and hosts, and the keys on which the rows differ (what may stop a rerun matching)."""
+    """Workers grouped by setup (versions, commit, Python, device and its name, CPU instruction set, threads): one
+    row per distinct setup with its workers and hosts, and the keys on which the rows differ (what may stop a
+    rerun matching)."""
     from .environment import MATCHING
 
     keys = ("attnas", "commit", "dirty", "python", "torch", "torchvision", "optuna", "device", "device_name",
-            "threads")
+            "cpu_capability", "threads")
     rows: dict[tuple[str, ...], dict[str, Any]] = {}
     for env in envs:
         key = tuple(repr(env.get(k)) for k in keys)

@@ -30,6 +30,8 @@ def test_environment_names_versions_commit_device_and_threads() -> None:
     assert (env["worker"], env["device"], env["torch"], env["optuna"]) == (3, "cpu", torch.__version__,
                                                                            optuna.__version__)
     assert env["threads"] == torch.get_num_threads() and env["host"] and env["started"] and env["python"]
+    # the kernels' instruction set: what the same CPU model name can hide, and what two fronts differ on
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["cpu_capability"]
     if (source_root() / ".git").exists() and shutil.which("git"):
         head = subprocess.run(["git", "-C", str(source_root()), "rev-parse", "HEAD"], capture_output=True, text=True)
         assert env["commit"] == head.stdout.strip()
