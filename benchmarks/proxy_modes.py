@@ -13,7 +13,9 @@ run it on studies/examples/fashion.toml. It trains, J single-thread processes at
     E epochs from each: from trunk 0 with fine-tune seeds 0 and 2, from trunk 1 with 1 (and 3 with
     --trunk-auto).
 Every run is appended to FILE.jsonl as it ends (default /tmp/proxy-modes-<study>.jsonl), and runs already
-there are not trained again, so a killed benchmark resumes. Then it prints, per mode:
+there are not trained again (nor a trunk whose fine-tunes are all there), so a killed benchmark resumes and the
+runs behind RESULTS.md (benchmarks/runs/) print their table again in a minute, without training.
+Then it prints, per mode:
   (rows need their runs: seeds = k and the scratch auto replay need S >= 4, trunk + auto --trunk-auto)
   - repeatability: Kendall tau between two independent repeats of the whole proxy, with its bootstrap 95%
     interval (studies.fidelity_stats.rank_agreement): scratch seed 10 vs 11; scratch seeds = k, the mean of
@@ -95,8 +97,14 @@ def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, flo
     jobs = [(key_of("scratch", None, s, spec.name), spec, replace(schedule, seed=s), None)
             for s in range(SCRATCH_FIRST_SEED, SCRATCH_FIRST_SEED + args.scratch_seeds) for spec in specs]
     if args.trunk_epochs:
+        import torch
+
+        torch.set_num_threads(args.jobs)  # the trunks train here, before the pool starts: every core is free
         plain = ArchSpec(specs[0].backbone, specs[0].width)
         for t, fts in trunk_ft(args).items():
+            keys = [key_of("trunk", t, f, spec.name) for f in fts for spec in specs]
+            if all(tuple(k.values()) in done for k in keys):
+                continue  # every fine-tune of this trunk is in the runs file: the trunk is not needed again
             began = time.perf_counter()
             _, weights = train_trunk(plain, subset, replace(schedule, seed=t), args.trunk_epochs,
                                      root=runs_file.parent / f"{runs_file.stem}-trunks")
