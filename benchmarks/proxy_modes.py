@@ -5,8 +5,9 @@ Usage: .venv/bin/python benchmarks/proxy_modes.py [STUDY.toml] [--truth GT.json]
 
 STUDY (default studies/examples/fashion-odd.toml, the known-answer task) gives the data, the schedule (its
 `epochs` = the scratch proxy's) and the architectures: every one of its space, or with `--placements N` the
-first N of a fixed list of ResNet-18 placements (plain, every single-stage SE/GC/NL, then pairs) - the way to
-run it on studies/examples/fashion.toml. It trains, J single-thread processes at a time:
+plain network and N - 1 others of the learning-curve table's 64 (c2 none; c3/c4/c5 each none, SE, GC or
+NL) in a fixed random order - the way to run it on studies/examples/fashion.toml.
+It trains, J single-thread processes at a time:
   - scratch: every architecture from its own init with seeds 10, 11, ... (S of them; 0-2 are the ground
     truth's, so the two never share a run);
   - trunk: two trunks (the plain network, T epochs, trunk seeds 0 and 1), and every architecture fine-tuned
@@ -39,6 +40,7 @@ import itertools
 import json
 import math
 import os
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -49,7 +51,7 @@ from statistics import fmean
 
 from known_answer import done_runs  # benchmarks/ is the script's own folder, so first on sys.path
 
-from search_space import GC, NL, SE, STAGES, ArchSpec
+from search_space import GC, NL, SE, ArchSpec
 from studies import config as study_config
 from studies import seeding
 from studies.fidelity_stats import rank_agreement
@@ -64,11 +66,14 @@ TRUNK_FT = {0: (0, 2), 1: (1, 3)}
 
 
 def placements(n: int) -> list[ArchSpec]:
-    """The first `n` of: the plain network, every single-stage placement, then two-stage placements."""
-    singles = [{s: k} for s in STAGES for k in BLOCKS]
-    pairs = [{a: ka, b: kb} for a, b in itertools.combinations(STAGES, 2) for ka in BLOCKS for kb in BLOCKS]
-    chosen = [{}, *singles, *pairs][:n]
-    return [ArchSpec("resnet18", stages={s: BLOCKS[k] for s, k in c.items()}) for c in chosen]
+    """The plain network, then n - 1 others of the learning-curve table's subspace (benchmarks/tabular: c2
+    none; c3, c4, c5 each none, SE, GC or NL; 64 in all) in a fixed random order (seed 0): a subset without a
+    choice of ours in it. No NL in c2: its 1,024 proxy positions take minutes a run on CPU."""
+    kinds = [None, *BLOCKS]
+    chosen = [dict(zip(("c3", "c4", "c5"), c, strict=True)) for c in itertools.product(kinds, repeat=3)]
+    rest = chosen[1:]
+    random.Random(0).shuffle(rest)
+    return [ArchSpec("resnet18", stages={s: BLOCKS[k] for s, k in c.items() if k}) for c in [chosen[0], *rest][:n]]
 
 
 def trunk_ft(args: argparse.Namespace) -> dict[int, tuple[int, ...]]:
