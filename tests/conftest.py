@@ -43,8 +43,8 @@ nl_widths = [0.5]
 
 [data]
 root = "digits"
-train_per_class = 12
-holdout_per_class = 4
+train_per_class = {train_per_class}
+holdout_per_class = {holdout_per_class}
 resolution = 16
 
 [schedule]
@@ -77,12 +77,14 @@ def tiny_study(tmp_path: Path, attnas_cache: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("WANDB_MODE", "disabled")
 
     def write(storage: str | None = None, *, trials: int = 3, epochs: int = 1, kinds: str = '["none", "se"]',
-              max_gflops: float | None = None, name: str | None = None) -> Path:
+              max_gflops: float | None = None, name: str | None = None, train_per_class: int = 12,
+              holdout_per_class: int = 4) -> Path:
         name = name or f"t-{uuid.uuid4().hex[:10]}"
         path = tmp_path / f"{name}.toml"
         budget = f"max_gflops = {max_gflops}" if max_gflops is not None else ""
         path.write_text(TINY.format(name=name, storage=storage or f"sqlite:///{tmp_path}/{name}.db",
-                                    trials=trials, kinds=kinds, epochs=epochs, budget=budget))
+                                    trials=trials, kinds=kinds, epochs=epochs, budget=budget,
+                                    train_per_class=train_per_class, holdout_per_class=holdout_per_class))
         return path
 
     return write

@@ -29,9 +29,7 @@ FAST = {"ATTNAS_HEARTBEAT_S": "1", "ATTNAS_GRACE_S": "8"}
 
 def _study(tiny_study, url: str, *, trials: int, epochs: int = 1, images: int = 12) -> Path:
     """The tiny digits study; `images` per class makes an epoch long enough to stop a task mid-trial."""
-    path = tiny_study(url, trials=trials, epochs=epochs)
-    path.write_text(path.read_text().replace("train_per_class = 12", f"train_per_class = {images}"))
-    return path
+    return tiny_study(url, trials=trials, epochs=epochs, train_per_class=images)
 
 
 def _launch(attnas, path: Path, cwd: Path, *, workers: int, time_min: int = 10) -> str:

@@ -27,11 +27,10 @@ def _run(tiny_study, monkeypatch: pytest.MonkeyPatch, attnas, cache: Path, name:
     """One fresh study (its own storage) in this process; returns (per-trial rows, `attnas front --json` less
     its wall seconds and artifact ids)."""
     monkeypatch.setenv("ATTNAS_CACHE", str(cache))
-    path = tiny_study(trials=TRIALS, epochs=3, kinds='["none", "se", "gc"]', name=name)
-    # TPE; and enough images that top-1 leaves chance on any CPU (12 + 4 per class stayed at 10 % on one Xeon)
-    path.write_text(path.read_text().replace('name = "random"', 'name = "tpe"\nstartup_trials = 3')
-                    .replace("train_per_class = 12", "train_per_class = 40")
-                    .replace("holdout_per_class = 4", "holdout_per_class = 10"))
+    # enough images that top-1 leaves chance on any CPU (12 + 4 per class stayed at 10 % on one Xeon)
+    path = tiny_study(trials=TRIALS, epochs=3, kinds='["none", "se", "gc"]', name=name, train_per_class=40,
+                      holdout_per_class=10)
+    path.write_text(path.read_text().replace('name = "random"', 'name = "tpe"\nstartup_trials = 3'))
     ctx, study = start(read_file(path), join=True)
     assert work(ctx, study).failed == 0
     rows = []

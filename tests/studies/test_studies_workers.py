@@ -225,8 +225,7 @@ def test_a_trial_killed_in_epoch_3_resumes_there_with_the_same_result(tiny_study
     from trainer import proxy_train
 
     url = f"sqlite:///{tmp_path}/resume.db"
-    path = tiny_study(url, trials=1, epochs=4, kinds='["none"]', name="resume")
-    path.write_text(path.read_text().replace("train_per_class = 12", "train_per_class = 48"))  # ~1 s epochs
+    path = tiny_study(url, trials=1, epochs=4, kinds='["none"]', name="resume", train_per_class=48)  # ~1 s epochs
     config = read_file(path)
     runs = config.folder / "runs"
     tmp = tmp_path / "tmpdir"

@@ -48,9 +48,8 @@ def cleanup():
 
 def trunk_study(tiny_study, url: str, name: str, *, trunk_epochs: int, images: int = 12, trials: int = 2,
                 proxy: str | None = None) -> Path:
-    path = tiny_study(url, trials=trials, name=name)
-    text = path.read_text().replace("train_per_class = 12", f"train_per_class = {images}")
-    path.write_text(text + (proxy or f'\n[proxy]\nstart = "trunk"\ntrunk_epochs = {trunk_epochs}\n'))
+    path = tiny_study(url, trials=trials, name=name, train_per_class=images)
+    path.write_text(path.read_text() + (proxy or f'\n[proxy]\nstart = "trunk"\ntrunk_epochs = {trunk_epochs}\n'))
     return path
 
 
