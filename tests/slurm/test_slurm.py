@@ -125,10 +125,15 @@ def test_cancelled_task_trial_resumes_in_another_task(slurm, tiny_study, attnas,
 
 class Watch:
     """Polls one task of a one-trial study: records each checkpoint epoch seen and lets a requeued task start
-    at once (Slurm holds a requeued job back about 2 minutes, `BeginTime`; the worker has re-queued its trial
-    before: on USR2 before it asks for the requeue, on SIGTERM before it exits and the job leaves the node). A
+    a few seconds later (Slurm holds a requeued job back about 2 minutes, `BeginTime`; the worker has re-queued
+    its trial before: on USR2 before it asks for the requeue, on SIGTERM before it exits and the job leaves the
+    node). Not at once: Slurm's hold is there because slurmd revokes the job's credential when the last run
+    ends, and a relaunch whose credential is dated the same second is killed ("Job credential revoked") and
+    the job ends for good (seen in CI: a relaunch 0.4 s after the USR2 self-requeue). A
     relaunch that failed while the node still cleaned up the last run leaves the job held ("launch failed
     requeued held"): released too, as an operator would. Every pending reason seen is kept for the failure."""
+
+    RELAUNCH_S = 3  # seconds after the requeue: past the second in which the last run's credential was revoked
 
     def __init__(self, slurm, task: str, runs: Path) -> None:
         self.slurm, self.task, self.runs = slurm, task, runs
@@ -136,6 +141,7 @@ class Watch:
         self.pending: list[str] = []  # each new "PENDING <reason>" seen, in order
         self.stops = self.since = 0  # stops of the worker seen in its log; len(epochs) at the last one
         self.requeued = False
+        self.hurried = False  # this pending spell's begin time is already brought forward
 
     def epoch(self) -> int:
         epoch = checkpoint_epoch(self.runs)
@@ -145,10 +151,13 @@ class Watch:
         if state == "PENDING":
             if not self.pending or self.pending[-1] != reason:
                 self.pending.append(reason)
-            if reason == "BeginTime":
-                self.slurm.run("scontrol", "update", f"JobId={self.task}", "StartTime=now")
+            if reason == "BeginTime" and not self.hurried:  # once per requeue: each update moves it on again
+                self.slurm.run("scontrol", "update", f"JobId={self.task}", f"StartTime=now+{self.RELAUNCH_S}")
+                self.hurried = True
             elif "held" in reason.lower():
                 self.slurm.run("scontrol", "release", self.task)
+        else:
+            self.hurried = False
         return epoch
 
     def until(self, check, what: str, timeout: float = 180):
