@@ -1,10 +1,10 @@
 """Proxy modes side by side: how repeatable is each one's ranking, how close to the ground truth, at what cost?
 
 Usage: .venv/bin/python benchmarks/proxy_modes.py [STUDY.toml] [--truth GT.json] [--placements N]
-           [--scratch-seeds S] [--trunk-epochs T] [--ft-epochs E] [--runs FILE.jsonl] [--jobs J] [--json]
+           [--epochs P] [--scratch-seeds S] [--trunk-epochs T] [--ft-epochs E] [--runs FILE.jsonl] [--jobs J] [--json]
 
 STUDY (default studies/examples/fashion-odd.toml, the known-answer task) gives the data, the schedule (its
-`epochs` = the scratch proxy's) and the architectures: every one of its space, or with `--placements N` the
+`epochs`, or P, = the scratch proxy's) and the architectures: every one of its space, or with `--placements N` the
 plain network and N - 1 others of the learning-curve table's 64 (c2 none; c3/c4/c5 each none, SE, GC or
 NL) in a fixed random order - the way to run it on studies/examples/fashion.toml.
 It trains, J single-thread processes at a time:
@@ -13,9 +13,10 @@ It trains, J single-thread processes at a time:
   - trunk: two trunks (the plain network, T epochs, trunk seeds 0 and 1), and every architecture fine-tuned
     E epochs from each: from trunk 0 with fine-tune seeds 0 and 2, from trunk 1 with 1 (and 3 with
     --trunk-auto).
-Every run is appended to FILE.jsonl as it ends (default /tmp/proxy-modes-<study>.jsonl), and runs already
-there are not trained again (nor a trunk whose fine-tunes are all there), so a killed benchmark resumes and the
-runs behind RESULTS.md (benchmarks/runs/) print their table again in a minute, without training.
+Every run is appended to FILE.jsonl as it ends (default /tmp/proxy-modes-<study>.jsonl), keyed by mode, trunk,
+seed, architecture and its own epochs, and runs already there are not trained again (nor a trunk whose
+fine-tunes are all there), so a killed benchmark resumes, one file holds the scratch proxy at several --epochs,
+and the runs behind RESULTS.md (benchmarks/runs/) print their table again in a minute, without training.
 Then it prints, per mode:
   (rows need their runs: seeds = k and the scratch auto replay need S >= 4, trunk + auto --trunk-auto)
   - repeatability: Kendall tau between two independent repeats of the whole proxy, with its bootstrap 95%
@@ -89,17 +90,17 @@ def one_run(key: dict, spec: ArchSpec, subset: SubsetSpec, schedule: Schedule, s
     return {**key, "top1": top1, "seconds": time.perf_counter() - began}
 
 
-KEY = ("mode", "trunk", "seed", "name")  # a run's key in the JSONL file
+KEY = ("mode", "trunk", "seed", "name", "epochs")  # a run's key in the JSONL file; epochs: its own training's
 
 
-def key_of(mode: str, trunk: int | None, seed: int, name: str) -> dict:
-    return dict(zip(KEY, (mode, trunk, seed, name), strict=True))
+def key_of(mode: str, trunk: int | None, seed: int, name: str, epochs: int) -> dict:
+    return dict(zip(KEY, (mode, trunk, seed, name, epochs), strict=True))
 
 
 def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, float]:
     done = done_runs(runs_file, KEY)
     trunk_schedule = replace(schedule, epochs=args.ft_epochs)
-    jobs = [(key_of("scratch", None, s, spec.name), spec, replace(schedule, seed=s), None)
+    jobs = [(key_of("scratch", None, s, spec.name, schedule.epochs), spec, replace(schedule, seed=s), None)
             for s in range(SCRATCH_FIRST_SEED, SCRATCH_FIRST_SEED + args.scratch_seeds) for spec in specs]
     if args.trunk_epochs:
         import torch
@@ -107,7 +108,7 @@ def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, flo
         torch.set_num_threads(args.jobs)  # the trunks train here, before the pool starts: every core is free
         plain = ArchSpec(specs[0].backbone, specs[0].width)
         for t, fts in trunk_ft(args).items():
-            keys = [key_of("trunk", t, f, spec.name) for f in fts for spec in specs]
+            keys = [key_of("trunk", t, f, spec.name, args.ft_epochs) for f in fts for spec in specs]
             if all(tuple(k.values()) in done for k in keys):
                 continue  # every fine-tune of this trunk is in the runs file: the trunk is not needed again
             began = time.perf_counter()
@@ -116,7 +117,7 @@ def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, flo
             print(f"{time.strftime('%H:%M:%S')} trunk {t} ready ({time.perf_counter() - began:.0f} s)",
                   file=sys.stderr, flush=True)
             start = Start(f"bench-trunk-{t}", str(weights))
-            jobs += [(key_of("trunk", t, f, spec.name), spec, replace(trunk_schedule, seed=f), start)
+            jobs += [(key_of("trunk", t, f, spec.name, args.ft_epochs), spec, replace(trunk_schedule, seed=f), start)
                      for f in fts for spec in specs]
     todo = [j for j in jobs if tuple(j[0].values()) not in done]
     with ProcessPoolExecutor(args.jobs) as pool, runs_file.open("a") as out:
@@ -172,7 +173,8 @@ def table(specs: Sequence[ArchSpec], done: dict[tuple, float], args, epochs: int
     names = [s.name for s in specs]
 
     def runs(mode: str, trunk: int | None, seeds: Sequence[int]) -> dict[str, list[float]]:
-        return {n: [done[mode, trunk, s, n] for s in seeds] for n in names}
+        own = epochs if mode == "scratch" else args.ft_epochs
+        return {n: [done[mode, trunk, s, n, own] for s in seeds] for n in names}
 
     def mean(pool: dict[str, list[float]]) -> dict[str, float]:
         return {n: fmean(v) for n, v in pool.items()}
@@ -210,6 +212,7 @@ def main() -> None:
     parser.add_argument("--truth", default=None, help="benchmarks/known_answer.py --json output")
     parser.add_argument("--placements", type=int, default=None)
     parser.add_argument("--scratch-seeds", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=None, help="the scratch proxy's epochs (default: the study's)")
     parser.add_argument("--trunk-epochs", type=int, default=8, help="0: no trunk modes")
     parser.add_argument("--ft-epochs", type=int, default=2)
     parser.add_argument("--trunk-auto", action="store_true", help="one more fine-tune of trunk 1, for the auto row")
@@ -219,7 +222,7 @@ def main() -> None:
     args = parser.parse_args()
     config = study_config.read_file(args.study)
     subset = config.data.subset()
-    schedule = replace(config.schedule, seeds=1)
+    schedule = replace(config.schedule, seeds=1, epochs=args.epochs or config.schedule.epochs)
     specs = placements(args.placements) if args.placements else list(config.space.enumerate())
     runs_file = Path(args.runs or f"/tmp/proxy-modes-{config.name}.jsonl")
     truth = None
