@@ -157,7 +157,9 @@ def front_names(scores: dict[str, float], gflops: dict[str, float]) -> set[str]:
 
 
 def row(name: str, a: dict[str, float], b: dict[str, float], cost: float, truth: dict | None,
-        gflops: dict[str, float]) -> dict:
+        gflops: dict[str, float], singles: Sequence[dict[str, float]] = ()) -> dict:
+    """One mode's figures; `singles`: each single run of the mode (one seed's, one fine-tune's scores), for how
+    many of them alone put a ground-truth best on the front - the first repeat's front is one draw of that."""
     names = list(a)
     out = {"mode": name, "epochs_per_arch": cost,
            "repeat_tau": rank_agreement([a[n] for n in names], [b[n] for n in names])["kendall_tau"].to_dict()}
@@ -165,6 +167,9 @@ def row(name: str, a: dict[str, float], b: dict[str, float], cost: float, truth:
         out["truth_tau"] = rank_agreement([a[n] for n in names], [truth["means"][n] for n in names])[
             "kendall_tau"].to_dict()
         out["truth_best_on_front"] = sorted(front_names(a, gflops) & set(truth["best"]))
+        if singles:
+            hits = sum(bool(front_names(one, gflops) & set(truth["best"])) for one in singles)
+            out["single_runs_with_truth_best_on_front"] = [hits, len(singles)]
     return out
 
 
@@ -180,22 +185,23 @@ def table(specs: Sequence[ArchSpec], done: dict[tuple, float], args, epochs: int
         return {n: fmean(v) for n, v in pool.items()}
 
     scratch = list(range(SCRATCH_FIRST_SEED, SCRATCH_FIRST_SEED + args.scratch_seeds))
-    rows = [row("scratch, 1 seed", mean(runs("scratch", None, scratch[:1])), mean(runs("scratch", None, scratch[1:2])),
-                epochs, truth, gflops)]
+    singles = [mean(runs("scratch", None, [s])) for s in scratch]
+    rows = [row(f"scratch, {epochs} epochs, 1 seed", singles[0], singles[1], epochs, truth, gflops, singles)]
     k = args.scratch_seeds // 2
     if k >= 2:
-        rows.append(row(f"scratch, seeds = {k}", mean(runs("scratch", None, scratch[:k])),
+        rows.append(row(f"scratch, {epochs} epochs, seeds = {k}", mean(runs("scratch", None, scratch[:k])),
                         mean(runs("scratch", None, scratch[k:2 * k])), k * epochs, truth, gflops))
         (a, cost_a), (b, cost_b) = (replay_auto(runs("scratch", None, scratch[i::2]), gflops, images) for i in (0, 1))
-        rows.append(row(f"scratch, seeds = auto (max {len(scratch[0::2])})", a, b, epochs * (cost_a + cost_b) / 2,
-                        truth, gflops))
+        rows.append(row(f"scratch, {epochs} epochs, seeds = auto (max {len(scratch[0::2])})", a, b,
+                        epochs * (cost_a + cost_b) / 2, truth, gflops))
     if args.trunk_epochs:
         cost = args.ft_epochs + args.trunk_epochs / len(specs)
         fts = trunk_ft(args)
         t0, t1 = runs("trunk", 0, fts[0]), runs("trunk", 1, fts[1])
         first = {n: v[0] for n, v in t0.items()}
+        fine_tunes = [{n: v[i] for n, v in pool.items()} for pool in (t0, t1) for i in range(len(pool[names[0]]))]
         rows.append(row("trunk, fine-tune noise only (trunk 0: ft 0 vs 2)", first, {n: v[1] for n, v in t0.items()},
-                        cost, truth, gflops))
+                        cost, truth, gflops, fine_tunes))
         rows.append(row("trunk, whole proxy (trunk 0 ft 0 vs trunk 1 ft 1)", first, {n: v[0] for n, v in t1.items()},
                         cost, truth, gflops))
         if not args.trunk_auto:
@@ -250,10 +256,14 @@ def main() -> None:
         return " ".join("  nan" if t[k] is None or math.isnan(t[k]) else f"{t[k]:+.2f}"
                         for k in ("value", "low", "high"))
 
+    def held(r: dict) -> str:
+        hits = r.get("single_runs_with_truth_best_on_front")
+        return (", ".join(r["truth_best_on_front"]) or "none") + (f"; single runs: {hits[0]} of {hits[1]}"
+                                                                   if hits else "")
+
     print(f"  {'mode':<52} {'repeat tau [95%]':>18} {'truth tau [95%]':>18} {'epochs/arch':>11}  truth best on front")
     for r in rows:
-        truth_cols = (f"{tau(r['truth_tau']):>18}", ", ".join(r["truth_best_on_front"]) or "none") if truth else \
-            ("-", "-")
+        truth_cols = (f"{tau(r['truth_tau']):>18}", held(r)) if truth else ("-", "-")
         print(f"  {r['mode']:<52} {tau(r['repeat_tau']):>18} {truth_cols[0]} {r['epochs_per_arch']:11.2f}  "
               f"{truth_cols[1]}")
 
