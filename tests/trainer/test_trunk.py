@@ -62,6 +62,14 @@ def test_the_trunk_lives_in_its_key_folder_and_learns(trunk) -> None:
     assert result.epochs == 4 and result.top1 > 0.8
 
 
+def test_an_auto_seeds_study_shares_the_one_seed_trunk(trunk) -> None:
+    """seeds = "auto" with its own max_seeds (the fashion-odd example's 3) names the same trunk; a schedule
+    with max_seeds but one seed is refused, so the trunk's schedule must drop it."""
+    subset = trunk[0]
+    auto = replace(SCHEDULE, seeds="auto", max_seeds=3)
+    assert trunk_key(placed(SE()), subset, auto, 4) == trunk_key(placed(SE()), subset, SCHEDULE, 4)
+
+
 @pytest.mark.parametrize("setting", [SE(16, "add"), GC(16, "add"), NL(0.5, 1, "add"), SE(16, "scale"),
                                      GC(16, "scale"), NL(0.5, 1, "scale")], ids=lambda s: s.short())
 def test_a_placement_keeps_every_backbone_weight_of_the_trunk(trunk, setting) -> None:
