@@ -31,8 +31,7 @@ from statistics import fmean, stdev
 from search_space import ArchSpec
 from studies import config as study_config
 from studies.fidelity_stats import indistinguishable, pooled_sigma
-from trainer import Schedule, SubsetSpec, proxy_train
-from trainer.schedule import MAX_SEEDS
+from trainer import Schedule, SubsetSpec, proxy_train, single_run
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "fashion-odd.toml"
 
@@ -81,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     config = study_config.read_file(args.study)
     subset = config.data.subset()
-    schedule = replace(config.schedule, epochs=args.epochs, seeds=1, max_seeds=MAX_SEEDS)
+    schedule = single_run(replace(config.schedule, epochs=args.epochs), config.schedule.seed)
     specs = list(config.space.enumerate())
     from objectives import measure
     from trainer import load_cache

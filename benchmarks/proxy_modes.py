@@ -57,8 +57,7 @@ from studies import config as study_config
 from studies import seeding
 from studies.fidelity_stats import rank_agreement
 from studies.records import Status, TrialRecord, pareto_front
-from trainer import Schedule, Start, SubsetSpec, proxy_train, train_trunk
-from trainer.schedule import MAX_SEEDS
+from trainer import Schedule, Start, SubsetSpec, proxy_train, single_run, train_trunk
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "fashion-odd.toml"
 BLOCKS = {"se": SE(16, "scale"), "gc": GC(16, "add"), "nl": NL(0.5, 1, "add")}
@@ -229,7 +228,8 @@ def main() -> None:
     args = parser.parse_args()
     config = study_config.read_file(args.study)
     subset = config.data.subset()
-    schedule = replace(config.schedule, seeds=1, max_seeds=MAX_SEEDS, epochs=args.epochs or config.schedule.epochs)
+    schedule = single_run(replace(config.schedule, epochs=args.epochs or config.schedule.epochs),
+                          config.schedule.seed)
     specs = placements(args.placements) if args.placements else list(config.space.enumerate())
     runs_file = Path(args.runs or f"/tmp/proxy-modes-{config.name}.jsonl")
     truth = None

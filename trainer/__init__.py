@@ -39,7 +39,7 @@ _WHERE = {
     "resolve_device": "devices",
     "score_on_val": "final",
     "seed_schedules": "seeds",
-    "single_run": "seeds",
+    "single_run": "schedule",
     "split_subset": "subsets",
     "train_seeds": "seeds",
     "train_trunk": "trunk",
@@ -59,8 +59,8 @@ if TYPE_CHECKING:
     from trainer.fashion import write_fashion_tree
     from trainer.final import ValResult, score_on_val, val_items
     from trainer.loop import Cancelled, proxy_train
-    from trainer.schedule import EpochStats, ProxyResult, Schedule, ScheduleError
-    from trainer.seeds import mean_result, seed_schedules, single_run, train_seeds
+    from trainer.schedule import EpochStats, ProxyResult, Schedule, ScheduleError, single_run
+    from trainer.seeds import mean_result, seed_schedules, train_seeds
     from trainer.subsets import DataError, SubsetCheck, SubsetSpec, check_subset, default_cache_dir, split_subset
     from trainer.trunk import (
         Start,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 #: The `augment` values trainer.augment implements.
@@ -122,6 +122,14 @@ class Schedule:
             return self.lr * (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
         return 0.5 * self.lr * (1 + math.cos(math.pi * progress))
+
+
+
+def single_run(schedule: Schedule, seed: int) -> Schedule:
+    """One run of `schedule` with training seed `seed`: the run key of a plain one-seed schedule. max_seeds goes
+    back to its default with seeds (a schedule refuses a max_seeds without seeds = "auto"), so a run of an auto
+    study is the same run as a one-seed study's. Here, beside Schedule, so trainer.trunk can use it too."""
+    return replace(schedule, seed=seed, seeds=1, max_seeds=MAX_SEEDS)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from statistics import fmean
 from typing import Any
 
 from trainer.loop import proxy_train
-from trainer.schedule import MAX_SEEDS, EpochStats, ProxyResult, Schedule
+from trainer.schedule import EpochStats, ProxyResult, Schedule, single_run
 
 
 def seed_schedules(schedule: Schedule) -> list[Schedule]:
@@ -22,11 +22,6 @@ def seed_schedules(schedule: Schedule) -> list[Schedule]:
     With `seeds = "auto"` that is one run (its run key the same as a plain one-seed schedule's); the study
     queues the others (studies.seeding)."""
     return [single_run(schedule, schedule.seed + i) for i in range(schedule.runs)]
-
-
-def single_run(schedule: Schedule, seed: int) -> Schedule:
-    """One run of `schedule` with training seed `seed`: the run key of a plain one-seed schedule."""
-    return replace(schedule, seed=seed, seeds=1, max_seeds=MAX_SEEDS)
 
 
 def train_seeds(spec: Any, subset: Any, schedule: Schedule, device: Any = "cpu", *,

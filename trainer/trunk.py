@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from trainer.checkpoint import run_dir
-from trainer.schedule import MAX_SEEDS, Schedule
+from trainer.schedule import Schedule, single_run
 from trainer.subsets import SubsetSpec
 
 #: Key fragments of the modules attention adds (search_space.resnet): never in a trunk, kept at their init.
@@ -67,11 +67,10 @@ def trunk_spec(spec: Any) -> Any:
 
 
 def trunk_schedule(schedule: Schedule, epochs: int) -> Schedule:
-    """The study's schedule for `epochs` epochs, one seed (its warm-up clipped to fit). max_seeds goes back to
-    its default with seeds: a schedule refuses a max_seeds without seeds = "auto", and an auto study's trunk is
-    the same trunk as a one-seed study's."""
-    return replace(schedule, epochs=epochs, seeds=1, max_seeds=MAX_SEEDS,
-                   warmup_epochs=min(schedule.warmup_epochs, epochs))
+    """The study's schedule for `epochs` epochs, one run of its seed (its warm-up clipped to fit): an auto-seeds
+    study's trunk is the one-seed study's."""
+    return single_run(replace(schedule, epochs=epochs, warmup_epochs=min(schedule.warmup_epochs, epochs)),
+                      schedule.seed)
 
 
 def trunk_key(spec: Any, subset: SubsetSpec, schedule: Schedule, epochs: int) -> str:
