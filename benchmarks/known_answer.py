@@ -28,6 +28,8 @@ from dataclasses import replace
 from pathlib import Path
 from statistics import fmean, stdev
 
+from device_runs import plan_line  # benchmarks/ is the script's own folder, so first on sys.path
+
 from search_space import ArchSpec
 from studies import config as study_config
 from studies.fidelity_stats import indistinguishable, pooled_sigma
@@ -58,6 +60,13 @@ def done_runs(path: Path, fields: tuple[str, ...] = ("name", "seed")) -> dict[tu
     return found
 
 
+def write_plan(path: Path, lines: list[str]) -> None:
+    """Append a benchmark's missing runs to a plan (several benchmarks can fill one plan for one lease)."""
+    with path.open("a") as f:
+        f.writelines(line + "\n" for line in lines)
+    print(f"{len(lines)} runs added to the plan {path}", file=sys.stderr)
+
+
 def ground_truth(runs: dict[str, list[float]]) -> dict[str, object]:
     """Per architecture mean, se (pooled sigma / sqrt(runs)); the best and its ties at 95%."""
     sigma = pooled_sigma(runs)
@@ -77,21 +86,28 @@ def main() -> None:
     parser.add_argument("--runs", default=None, help="JSONL of finished runs (resumed; default in /tmp)")
     parser.add_argument("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--plan", default=None, help="write the runs still missing to this plan file instead of "
+                        "training them (benchmarks/device_runs.py trains a plan elsewhere)")
     args = parser.parse_args()
     config = study_config.read_file(args.study)
     subset = config.data.subset()
     schedule = single_run(replace(config.schedule, epochs=args.epochs), config.schedule.seed)
     specs = list(config.space.enumerate())
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    runs_file = Path(args.runs or f"/tmp/known-answer-{config.name}-{args.epochs}ep.jsonl")
+    done = done_runs(runs_file)
+    todo = [(spec, seed) for seed in seeds for spec in specs if (spec.name, seed) not in done]
+    if args.plan:
+        data = config.data.spec()
+        write_plan(Path(args.plan), [plan_line(runs_file.name, {"name": spec.name, "seed": seed}, spec, data,
+                                               replace(schedule, seed=seed)) for spec, seed in todo])
+        return
     from objectives import measure
     from trainer import load_cache
 
     load_cache(subset)  # built once here, not by J processes racing for its lock
     gflops = {s.name: measure(s, config.objectives.resolution).gflops for s in specs}
     started = time.perf_counter()
-    seeds = range(args.first_seed, args.first_seed + args.seeds)
-    runs_file = Path(args.runs or f"/tmp/known-answer-{config.name}-{args.epochs}ep.jsonl")
-    done = done_runs(runs_file)
-    todo = [(spec, seed) for seed in seeds for spec in specs if (spec.name, seed) not in done]
     with ProcessPoolExecutor(args.jobs) as pool, runs_file.open("a") as log:
         futures = [pool.submit(one_run, spec, seed, subset, schedule) for spec, seed in todo]
         for finished in as_completed(futures):

@@ -50,7 +50,8 @@ from dataclasses import replace
 from pathlib import Path
 from statistics import fmean
 
-from known_answer import done_runs  # benchmarks/ is the script's own folder, so first on sys.path
+from device_runs import plan_line  # benchmarks/ is the script's own folder, so first on sys.path
+from known_answer import done_runs, write_plan
 
 from search_space import GC, NL, SE, ArchSpec
 from studies import config as study_config
@@ -97,11 +98,16 @@ def key_of(mode: str, trunk: int | None, seed: int, name: str, epochs: int) -> d
     return dict(zip(KEY, (mode, trunk, seed, name, epochs), strict=True))
 
 
+def scratch_jobs(specs, schedule, args) -> list[tuple[dict, ArchSpec, Schedule]]:
+    """(key, architecture, schedule) of every scratch run: seeds 10, 11, ... (S of them)."""
+    return [(key_of("scratch", None, s, spec.name, schedule.epochs), spec, replace(schedule, seed=s))
+            for s in range(SCRATCH_FIRST_SEED, SCRATCH_FIRST_SEED + args.scratch_seeds) for spec in specs]
+
+
 def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, float]:
     done = done_runs(runs_file, KEY)
     trunk_schedule = replace(schedule, epochs=args.ft_epochs)
-    jobs = [(key_of("scratch", None, s, spec.name, schedule.epochs), spec, replace(schedule, seed=s), None)
-            for s in range(SCRATCH_FIRST_SEED, SCRATCH_FIRST_SEED + args.scratch_seeds) for spec in specs]
+    jobs = [(*job, None) for job in scratch_jobs(specs, schedule, args)]
     if args.trunk_epochs:
         import torch
 
@@ -225,13 +231,23 @@ def main() -> None:
     parser.add_argument("--runs", default=None)
     parser.add_argument("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--plan", default=None, help="write the scratch runs still missing to this plan file "
+                        "instead of training them (benchmarks/device_runs.py; needs --trunk-epochs 0)")
     args = parser.parse_args()
+    if args.plan and args.trunk_epochs:
+        parser.error("--plan: only scratch runs travel in a plan (a fine-tune needs its trunk); add --trunk-epochs 0")
     config = study_config.read_file(args.study)
     subset = config.data.subset()
     schedule = single_run(replace(config.schedule, epochs=args.epochs or config.schedule.epochs),
                           config.schedule.seed)
     specs = placements(args.placements) if args.placements else list(config.space.enumerate())
     runs_file = Path(args.runs or f"/tmp/proxy-modes-{config.name}.jsonl")
+    if args.plan:
+        done = done_runs(runs_file, KEY)
+        write_plan(Path(args.plan), [plan_line(runs_file.name, k, spec, config.data.spec(), sched)
+                                     for k, spec, sched in scratch_jobs(specs, schedule, args)
+                                     if tuple(k.values()) not in done])
+        return
     truth = None
     if args.truth:
         known = json.loads(Path(args.truth).read_text())
