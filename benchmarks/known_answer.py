@@ -32,7 +32,8 @@ from device_runs import plan_line  # benchmarks/ is the script's own folder, so 
 
 from search_space import ArchSpec
 from studies import config as study_config
-from studies.fidelity_stats import indistinguishable, pooled_sigma
+from studies import seeding
+from studies.fidelity_stats import indistinguishable, pooled_sigma, rank_agreement
 from trainer import Schedule, SubsetSpec, proxy_train, single_run
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "fashion-odd.toml"
@@ -77,6 +78,68 @@ def ground_truth(runs: dict[str, list[float]]) -> dict[str, object]:
     return {"sigma": sigma, "means": means, "se": se, "best": sorted({best, *ties}, key=lambda n: -means[n])}
 
 
+def search_against_truth(config, truth: dict, gflops: dict[str, float], images: int, gflops_tol: float) -> dict:
+    """Where the study's search put each architecture it trained, beside the ground truth's rank: on the shown
+    front, on the exact front only (shown as "same cost as" another), within noise of the front (a contender by
+    studies.seeding's rule, with the study's own seeds and noise), or off it; and the verdict for the ground
+    truth's best. Acceptance asks the best to be on the front: this prints what the search did, with the seeds
+    it used."""
+    from studies import storage as st
+    from studies.records import front_candidates, objectives_of, pareto_front, records, same_cost
+
+    study = st.load(st.open_to_read(st.resolve(config)), config.name, config)
+    objectives = objectives_of(study)
+    rs = records(study)
+    candidates = front_candidates(rs, objectives)
+    noise = seeding.noise(candidates, images)
+    contenders, _ = seeding.contest(candidates, noise, objectives, gflops_tol)
+    exact = pareto_front(candidates, objectives)
+    shown = same_cost(exact, objectives, gflops_tol)
+    under = {m: n for n, folded in shown.items() for m in folded}
+    by_number = {r.number: r for r in candidates}
+    order = sorted(truth["means"], key=lambda n: -truth["means"][n])
+
+    def place(r) -> str:
+        if r.number in shown:
+            return "shown front"
+        if r.number in under:
+            return f"exact front, shown as same cost as {short(by_number[under[r.number]].spec)}"
+        return "within noise of the front" if r.number in contenders else "off the front"
+
+    rows = [{"name": r.spec.name, "short": short(r.spec), "trial": r.number, "top1": r.top1, "se": noise.se(r),
+             "seeds": max(1, len(r.seeds)),
+             "gflops": gflops[r.spec.name], "truth_mean": truth["means"][r.spec.name],
+             "truth_rank": order.index(r.spec.name) + 1, "place": place(r)}
+            for r in sorted(candidates, key=lambda r: -(r.top1 or 0))]
+    placed = {row["name"]: row["place"] for row in rows}
+    names = {s.name: short(s) for s in config.space.enumerate()}
+    tau = rank_agreement([r["top1"] for r in rows], [r["truth_mean"] for r in rows])["kendall_tau"].to_dict()
+    return {"study": config.name, "trained": len(candidates), "architectures": len(order),
+            "runs": sum(row["seeds"] for row in rows), "seed_sigma": noise.sigma, "pooled": noise.pooled,
+            "gflops_tol": gflops_tol, "truth_tau": tau, "rows": rows,
+            "truth_best": {names[n]: placed.get(n, "not trained") for n in truth["best"]}}
+
+
+def short(spec: ArchSpec) -> str:
+    """'c4:nl c5:gc', the tables' names: each stage's block kind, without its settings; 'plain' without any."""
+    stages = [f"c{i}:{a.kind}" for i, a in enumerate(spec.stages, start=2) if a.kind != "none"]
+    return " ".join(stages) or "plain"
+
+
+def print_search(search: dict) -> None:
+    sigma = f"{100 * search['seed_sigma']:.2f} pts pooled over {search['pooled']} trials" if search["seed_sigma"] \
+        else "unmeasured (binomial errors)"
+    tau = search["truth_tau"]
+    print(f"search {search['study']}: trained {search['trained']} of {search['architectures']} architectures, "
+          f"{search['runs']} runs; seed sigma {sigma}; front tolerance {search['gflops_tol']:.0%}; Kendall tau of "
+          f"its means vs the truth {tau['value']:+.2f} [{tau['low']:+.2f}, {tau['high']:+.2f}]")
+    print(f"  {'architecture':<14} {'top-1':>6} {'± se':>5} {'seeds':>5} {'GFLOPs':>7} {'truth (rank)':>13}  place")
+    for r in search["rows"]:
+        print(f"  {r['short']:<14} {100 * r['top1']:5.1f}% {100 * (r['se'] or 0):5.1f} {r['seeds']:5d} "
+              f"{r['gflops']:7.3f} {100 * r['truth_mean']:6.1f}% ({r['truth_rank']:2d})  {r['place']}")
+    print("ground truth's best: " + "; ".join(f"{n}: {p}" for n, p in search["truth_best"].items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", nargs="?", default=str(EXAMPLE))
@@ -86,6 +149,9 @@ def main() -> None:
     parser.add_argument("--runs", default=None, help="JSONL of finished runs (resumed; default in /tmp)")
     parser.add_argument("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--search", action="store_true", help="check the study's finished search (its storage, "
+                        "as the study file names it) against this ground truth instead of printing it")
+    parser.add_argument("--gflops-tol", type=float, default=0.02, help="for --search: the shown front's tolerance")
     parser.add_argument("--plan", default=None, help="write the runs still missing to this plan file instead of "
                         "training them (benchmarks/device_runs.py trains a plan elsewhere)")
     args = parser.parse_args()
@@ -102,6 +168,9 @@ def main() -> None:
         write_plan(Path(args.plan), [plan_line(runs_file.name, {"name": spec.name, "seed": seed}, spec, data,
                                                replace(schedule, seed=seed)) for spec, seed in todo])
         return
+    if args.search and todo:
+        sys.exit(f"--search: the ground truth misses {len(todo)} runs in {runs_file}; give --runs the file that "
+                 "holds them (or train them first, without --search)")
     from objectives import measure
     from trainer import load_cache
 
@@ -129,6 +198,14 @@ def main() -> None:
     spread = stdev(means.values()) / sigma if sigma and len(means) > 1 else math.nan
     out = {"study": args.study, "epochs": args.epochs, "seeds": list(seeds), "seed_sigma": sigma,
            "spread_to_noise": spread, "rows": rows, "best": truth["best"], "seconds": time.perf_counter() - started}
+    if args.search:
+        images = config.data.holdout_per_class * load_cache(subset).num_classes
+        search = search_against_truth(config, truth, gflops, images, args.gflops_tol)
+        if args.json:
+            print(json.dumps(search, indent=2))
+        else:
+            print_search(search)
+        return
     if args.json:
         print(json.dumps(out, indent=2))
         return

@@ -83,11 +83,13 @@ def noise(pool: Iterable[TrialRecord], images: int | None) -> Noise:
     return Noise(sigma if math.isfinite(sigma) else None, images, len(seeded))
 
 
-def undecided(candidates: Sequence[TrialRecord], noise: Noise, objectives: Sequence[str] = ("top1", "gflops"),
-              gflops_tol: float = GFLOPS_TOL, z: float = Z) -> set[int]:
-    """Numbers of the contenders that are not separated from another contender (the module's rule)."""
+def contest(candidates: Sequence[TrialRecord], noise: Noise, objectives: Sequence[str] = ("top1", "gflops"),
+            gflops_tol: float = GFLOPS_TOL, z: float = Z) -> tuple[set[int], set[int]]:
+    """(numbers of the contenders, numbers of the contenders not separated from another contender): the
+    module's rule, once for `undecided` and for benchmarks that ask whether a trial is within noise of the
+    front (benchmarks/known_answer.py --search)."""
     if len(candidates) < 2:
-        return set()
+        return {r.number for r in candidates}, set()
     top1 = np.array([r.top1 or 0.0 for r in candidates])
     se = np.array([noise.se(r) or 0.0 for r in candidates])
     costs = np.array([[r.objective(o) or 0.0 for o in objectives if not MAXIMISE[o]] for r in candidates])
@@ -101,7 +103,14 @@ def undecided(candidates: Sequence[TrialRecord], noise: Noise, objectives: Seque
     np.fill_diagonal(tied, False)
     contender = ~off
     open_ = contender & np.any(tied & contender[None, :], axis=1)
-    return {r.number for r, o in zip(candidates, open_, strict=True) if o}
+    return ({r.number for r, c in zip(candidates, contender, strict=True) if c},
+            {r.number for r, o in zip(candidates, open_, strict=True) if o})
+
+
+def undecided(candidates: Sequence[TrialRecord], noise: Noise, objectives: Sequence[str] = ("top1", "gflops"),
+              gflops_tol: float = GFLOPS_TOL, z: float = Z) -> set[int]:
+    """Numbers of the contenders that are not separated from another contender (the module's rule)."""
+    return contest(candidates, noise, objectives, gflops_tol, z)[1]
 
 
 def wanted(rs: Sequence[TrialRecord], attempts: Mapping[int, int], busy: Iterable[int], noise: Noise,

@@ -94,6 +94,15 @@ def test_only_contenders_not_separated_from_another_contender_get_a_seed() -> No
     rs = [rec(0, 0.700, 0.10), rec(1, 0.720, 0.20), rec(2, 0.820, 0.30), rec(3, 0.500, 0.35),
           rec(4, 0.815, 0.31), rec(5, 0.95, 0.05, status=Status.STOPPED)]
     assert seeding.undecided([r for r in rs if r.status == Status.TRAINED], noise(0.01)) == {0, 1, 2, 4}
+    # the contenders themselves (what benchmarks/known_answer.py --search calls "within noise of the front"):
+    # every trained one but 3; 4 is one though no member of the exact front
+    trained = [r for r in rs if r.status == Status.TRAINED]
+    assert seeding.contest(trained, noise(0.01))[0] == {0, 1, 2, 4}
+    assert 4 not in {r.number for r in pareto_front(trained)}
+    # without 4, trial 2 is a contender separated from every other: decided, so no seed, still a contender
+    assert seeding.contest([r for r in trained if r.number != 4], noise(0.01)) == ({0, 1, 2}, {0, 1})
+    # a lone candidate is a contender with nobody to be tied with
+    assert seeding.contest(trained[:1], noise(0.01)) == ({0}, set())
     assert seeding.wanted(rs, {}, (), noise(0.01), max_seeds=4) == [0, 1, 2, 4]
     # 0.70 vs 0.72 with 4 runs each: gap 1.96 * 0.01 * sqrt(2/4) = 0.014 < 0.02, separated: no more seeds
     four = [replace(r, seeds=(r.top1,) * 4) if r.number in (0, 1) else r for r in rs]
