@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -15,6 +16,13 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 # core oversubscribes and spins: measured on one 3-worker test, 30 s of CPU instead of 41 s. Tests never
 # measure speed, so nothing they assert depends on it; export OMP_NUM_THREADS to override.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# A test run started in the background of a non-interactive shell (`bash .ci/run &` in a script) begins with
+# SIGINT ignored, and every process a test starts would inherit that (exec keeps an ignored signal), so the
+# tests that Ctrl-C a worker or a cache build would see their SIGINT vanish (seen: 2 such failures in a full
+# run launched so). Python's own handler is reset to the default at exec, so the processes we start get it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: Modules whose tests race several worker processes against heartbeat and grace deadlines. The suite runs
 #: on pytest-xdist (pyproject addopts); these run one after another on one xdist worker, so two of them never
