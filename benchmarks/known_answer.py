@@ -1,7 +1,7 @@
 """The known-answer task's ground truth: which attention placements truly win on "fashion-odd"?
 
 Usage: .venv/bin/python benchmarks/known_answer.py [STUDY.toml] [--seeds S] [--first-seed F] [--epochs E]
-           [--jobs J] [--json]
+           [--jobs J] [--runs FILE.jsonl] [--json] [--search [--gflops-tol T]] [--plan PLAN.jsonl]
 
 Trains every architecture of the study's space (default studies/examples/fashion-odd.toml: 16 placements, the
 task of trainer/oddone.py) with the study's data and schedule, but S seeds (F, F+1, ...) and E epochs each, J
@@ -13,6 +13,9 @@ studies.fidelity_stats.indistinguishable): the set a search's front must hold fo
 what matters. `--epochs` = the study's epochs and `--seeds 1` runs the shipped proxy itself (one repeat of it
 per first seed; benchmarks/proxy_modes.py compares such repeats). Per-run lines go to stderr, and each run to
 the JSONL file `--runs` as it ends; runs already there are not trained again, so a killed benchmark resumes.
+`--search`: with every ground-truth run in FILE, check the study's finished search (the storage STUDY names)
+against it instead (search_against_truth). `--plan`: append the missing runs to PLAN for
+benchmarks/device_runs.py (a lent GPU) instead of training them.
 """
 
 from __future__ import annotations
