@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from statistics import fmean, stdev
 
-from device_runs import plan_line  # benchmarks/ is the script's own folder, so first on sys.path
+from device_runs import done_runs, plan_line  # benchmarks/ is the script's own folder, so first on sys.path
 
 from search_space import ArchSpec
 from studies import config as study_config
@@ -49,19 +49,6 @@ def one_run(spec: ArchSpec, seed: int, subset: SubsetSpec, schedule: Schedule) -
     began = time.perf_counter()
     top1 = proxy_train(spec, subset, replace(schedule, seed=seed)).top1
     return spec.name, seed, top1, time.perf_counter() - began
-
-
-def done_runs(path: Path, fields: tuple[str, ...] = ("name", "seed")) -> dict[tuple, float]:
-    """Key (the record's `fields`) -> top-1 of the runs already in the JSONL file (a torn last line from a kill
-    is skipped). benchmarks/proxy_modes.py reads its runs with this too."""
-    found = {}
-    for line in path.read_text().splitlines() if path.is_file() else ():
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        found[tuple(r[f] for f in fields)] = r["top1"]
-    return found
 
 
 def write_plan(path: Path, lines: list[str]) -> None:

@@ -50,8 +50,8 @@ from dataclasses import replace
 from pathlib import Path
 from statistics import fmean
 
-from device_runs import plan_line  # benchmarks/ is the script's own folder, so first on sys.path
-from known_answer import done_runs, write_plan
+from device_runs import done_runs, plan_line  # benchmarks/ is the script's own folder, so first on sys.path
+from known_answer import write_plan
 
 from search_space import GC, NL, SE, ArchSpec
 from studies import config as study_config

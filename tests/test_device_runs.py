@@ -15,8 +15,7 @@ from trainer import Schedule, SubsetSpec, dataset_root, proxy_train
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
-from device_runs import plan_line  # noqa: E402
-from known_answer import done_runs  # noqa: E402
+from device_runs import done_runs, plan_line  # noqa: E402
 
 SCHEDULE = Schedule(epochs=1, batch_size=32, lr=0.1, width_mult=0.125, augment="pad_crop", flip=False, amp=False,
                     channels_last=False)
