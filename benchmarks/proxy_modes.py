@@ -138,8 +138,9 @@ def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, flo
     return done
 
 
-def replay_auto(pools: dict[str, list[float]], gflops: dict[str, float], images: int) -> tuple[dict[str, float], float]:
-    """studies.seeding's rule replayed on pre-trained runs: (each architecture's mean, runs per architecture)."""
+def auto_runs(pools: dict[str, list[float]], gflops: dict[str, float], images: int) -> dict[str, list[float]]:
+    """studies.seeding's rule replayed on pre-trained runs: the runs each architecture gets (a prefix of its
+    pool; max_seeds = the smallest pool)."""
     names = list(pools)
     max_seeds = min(len(v) for v in pools.values())
     used = {n: 1 for n in names}
@@ -150,10 +151,16 @@ def replay_auto(pools: dict[str, list[float]], gflops: dict[str, float], images:
               for i, n in enumerate(names)]
         want = seeding.wanted(rs, attempts, (), seeding.noise(rs, images), max_seeds=max_seeds)
         if not want:
-            return {n: fmean(pools[n][:used[n]]) for n in names}, fmean(used.values())
+            return {n: pools[n][:used[n]] for n in names}
         for i in want:
             used[names[i]] += 1
             attempts[i] = attempts.get(i, 0) + 1
+
+
+def replay_auto(pools: dict[str, list[float]], gflops: dict[str, float], images: int) -> tuple[dict[str, float], float]:
+    """(each architecture's mean, runs per architecture) of `auto_runs`."""
+    used = auto_runs(pools, gflops, images)
+    return {n: fmean(v) for n, v in used.items()}, fmean(len(v) for v in used.values())
 
 
 def front_names(scores: dict[str, float], gflops: dict[str, float]) -> set[str]:

@@ -1,0 +1,143 @@
+"""How often would the known-answer example's search put the known answer on its front, under a given proxy?
+
+Usage: .venv/bin/python benchmarks/search_odds.py [STUDY.toml] --truth FILE.jsonl --proxy FILE.jsonl[@EPOCHS] ...
+           [--max-seeds K] [--sims N] [--gflops-tol T] [--plug-in] [--json]
+
+One real search is one draw: with a proxy whose seed noise is as large as the truth's gaps, a search that
+puts the truth's best on its front (or misses it) says little about the next one. This replays the study's
+search many times on paper, from measured runs only, with the study's own rules:
+  - the proxy: each architecture's measured proxy runs (every `--proxy` file pooled; `@EPOCHS` keeps that file's
+    scratch runs of that many epochs, as benchmarks/proxy_modes.py writes them) give its mean and the pooled seed
+    sigma; each simulated search first draws the proxy's *true* means around the measured ones (their standard
+    error, sigma / sqrt(runs): the measured means are themselves a draw; `--plug-in` skips this and so
+    overstates the odds), then every run as true mean + sigma * N(0, 1);
+  - the search: every architecture of STUDY's space trained once (the example searches its whole space), then
+    `seeds = "auto"` with `max_seeds` K replayed by studies.seeding's rule (benchmarks/proxy_modes.auto_runs,
+    seeds added a round at a time, as one worker drains the queued jobs), then the shown front
+    (studies.records.shown_front, tolerance T) and the contenders (studies.seeding.contest);
+  - the answer: the truth file's best (benchmarks/known_answer.ground_truth: its top and every architecture
+    not separated from it at 95%), as measured, not redrawn.
+It prints, per ground-truth best, how often it is on the shown front and how often at least within noise of it
+(a contender), how often the shown front holds only ground-truth best, and the runs per architecture. The
+model's assumptions (normal seed noise, one sigma for every architecture) are the ones the study's own
+seeding rule makes; the truth's own uncertainty is not drawn (so do not read 70 % as better than 60 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from statistics import fmean
+
+import numpy as np
+from known_answer import EXAMPLE, ground_truth, short  # benchmarks/ is the script's own folder
+from proxy_modes import auto_runs
+
+from studies import config as study_config
+from studies import seeding
+from studies.fidelity_stats import pooled_sigma
+from studies.records import GFLOPS_TOL, Status, TrialRecord, front_candidates, shown_front
+
+
+def measured(source: str) -> dict[str, list[float]]:
+    """Name -> top-1 of each run in a runs file; `FILE@E`: only its scratch runs of E epochs."""
+    path, _, epochs = source.partition("@")
+    out: dict[str, list[float]] = defaultdict(list)
+    for line in Path(path).read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue  # a torn last line from a kill
+        if epochs and (r.get("mode", "scratch") != "scratch" or r.get("epochs") != int(epochs)):
+            continue
+        out[r["name"]].append(r["top1"])
+    if not out:
+        raise SystemExit(f"{source}: no runs (a runs file of benchmarks/known_answer.py or proxy_modes.py; "
+                         "FILE@EPOCHS keeps the scratch runs of that many epochs)")
+    return out
+
+
+def pooled(sources: list[str]) -> dict[str, list[float]]:
+    runs: dict[str, list[float]] = defaultdict(list)
+    for source in sources:
+        for name, top1s in measured(source).items():
+            runs[name].extend(top1s)
+    return runs
+
+
+def one_search(means: dict[str, float], sigma: float, gflops: dict[str, float], images: int, max_seeds: int,
+               gflops_tol: float, rng: np.random.Generator) -> tuple[set[str], set[str], float]:
+    """(shown front, contenders, runs per architecture) of one simulated search."""
+    pools = {n: list(m + sigma * rng.standard_normal(max_seeds)) for n, m in means.items()}
+    used = auto_runs(pools, gflops, images)
+    rs = [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, spec_name=n, top1=fmean(v), gflops=gflops[n],
+                      params=1, seeds=tuple(v) if len(v) > 1 else ()) for i, (n, v) in enumerate(used.items())]
+    shown = {r.spec_name for r in shown_front(rs, ("top1", "gflops"), gflops_tol)}
+    contenders, _ = seeding.contest(front_candidates(rs), seeding.noise(rs, images), gflops_tol=gflops_tol)
+    return shown, {rs[i].spec_name for i in contenders}, fmean(len(v) for v in used.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", nargs="?", default=str(EXAMPLE))
+    parser.add_argument("--truth", required=True, help="the ground truth's runs (benchmarks/known_answer.py)")
+    parser.add_argument("--proxy", action="append", required=True, help="the proxy's runs: FILE or FILE@EPOCHS")
+    parser.add_argument("--max-seeds", type=int, default=None, help="default: the study's max_seeds")
+    parser.add_argument("--sims", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gflops-tol", type=float, default=GFLOPS_TOL)
+    parser.add_argument("--plug-in", action="store_true", help="take the measured proxy means as its true ones")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    config = study_config.read_file(args.study)
+    max_seeds = args.max_seeds or config.schedule.max_seeds or 1
+    specs = {s.name: s for s in config.space.enumerate()}
+    truth = ground_truth({n: v for n, v in measured(args.truth).items() if n in specs})
+    proxy = {n: v for n, v in pooled(args.proxy).items() if n in specs}
+    if missing := sorted(set(specs) - set(proxy)):
+        raise SystemExit(f"--proxy: no runs of {len(missing)} of the study's architectures, e.g. {missing[0]}")
+    sigma = pooled_sigma(proxy)
+    from objectives import measure
+
+    gflops = {n: measure(s, config.objectives.resolution).gflops for n, s in specs.items()}
+    from trainer import load_cache
+
+    images = config.data.holdout_per_class * load_cache(config.data.subset()).num_classes
+    rng = np.random.default_rng(args.seed)
+    on_front = dict.fromkeys(truth["best"], 0)
+    in_noise = dict.fromkeys(truth["best"], 0)
+    only_best = 0
+    cost = []
+    for _ in range(args.sims):
+        means = {n: fmean(v) + (0 if args.plug_in else sigma / math.sqrt(len(v)) * rng.standard_normal())
+                 for n, v in proxy.items()}
+        shown, contenders, runs = one_search(means, sigma, gflops, images, max_seeds, args.gflops_tol, rng)
+        for n in truth["best"]:
+            on_front[n] += n in shown
+            in_noise[n] += n in contenders
+        only_best += shown <= set(truth["best"])
+        cost.append(runs)
+    out = {"study": config.name, "proxy": args.proxy, "proxy_runs": {n: len(v) for n, v in proxy.items()},
+           "proxy_sigma": sigma, "max_seeds": max_seeds, "sims": args.sims, "plug_in": args.plug_in,
+           "gflops_tol": args.gflops_tol, "truth_best": [short(specs[n]) for n in truth["best"]],
+           "on_shown_front": {short(specs[n]): k / args.sims for n, k in on_front.items()},
+           "within_noise": {short(specs[n]): k / args.sims for n, k in in_noise.items()},
+           "front_only_truth_best": only_best / args.sims, "runs_per_arch": fmean(cost)}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"{config.name}: proxy {' + '.join(args.proxy)} ({min(out['proxy_runs'].values())}-"
+          f"{max(out['proxy_runs'].values())} runs per architecture, seed sigma {100 * sigma:.2f} pts); "
+          f"auto seeds max {max_seeds}; {args.sims} simulated searches"
+          f"{' (plug-in means)' if args.plug_in else ''}; {out['runs_per_arch']:.2f} runs per architecture")
+    for n in out["truth_best"]:
+        print(f"  truth best {n:<12} on the shown front {out['on_shown_front'][n]:6.1%}   "
+              f"within noise of it (a contender) {out['within_noise'][n]:6.1%}")
+    print(f"  shown front holds only the truth's best: {out['front_only_truth_best']:.1%}")
+
+
+if __name__ == "__main__":
+    main()

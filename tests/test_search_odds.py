@@ -1,0 +1,50 @@
+"""benchmarks/search_odds.py: simulated searches follow the study's seeding and front rules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+from search_odds import measured, one_search  # noqa: E402
+
+GFLOPS = {"a": 1.820, "b": 1.821, "c": 1.847, "d": 1.856}  # one cost level at the shown front's 2 % tolerance
+
+
+def test_a_placement_far_above_its_seed_noise_is_the_front_of_every_search() -> None:
+    rng = np.random.default_rng(0)
+    means = {"a": 0.50, "b": 0.50, "c": 0.70, "d": 0.50}  # c: 10 sigma above the rest
+    for _ in range(50):
+        shown, contenders, runs = one_search(means, 0.02, GFLOPS, 2500, 3, 0.02, rng)
+        assert shown == {"c"} and contenders == {"c"}
+        assert 1 <= runs <= 3
+
+
+def test_placements_within_noise_share_the_front_and_get_seeds() -> None:
+    rng = np.random.default_rng(1)
+    means = dict.fromkeys(GFLOPS, 0.50)  # no true difference: any of them may lead a search, none by its number
+    leaders = Counter()
+    costs = []
+    for _ in range(200):
+        shown, contenders, runs = one_search(means, 0.03, GFLOPS, 2500, 3, 0.02, rng)
+        assert len(shown) == 1 and shown <= contenders
+        leaders.update(shown)
+        costs.append(runs)
+    assert set(leaders) == set(GFLOPS) and min(leaders.values()) >= 20
+    assert np.mean(costs) > 1.5  # ties are what the auto-seeds rule spends seeds on
+
+
+def test_runs_files_are_read_per_epochs_and_a_torn_line_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    lines = [{"mode": "scratch", "seed": 10, "name": "a", "epochs": 8, "top1": 0.4},
+             {"mode": "scratch", "seed": 10, "name": "a", "epochs": 4, "top1": 0.2},
+             {"mode": "trunk", "seed": 0, "name": "a", "epochs": 8, "top1": 0.9},
+             {"mode": "scratch", "seed": 11, "name": "a", "epochs": 8, "top1": 0.5}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"mode": "scra')
+    assert measured(f"{path}@8") == {"a": [0.4, 0.5]}
+    assert measured(str(path)) == {"a": [0.4, 0.2, 0.9, 0.5]}
