@@ -42,6 +42,7 @@ from .fidelity_stats import (
     spread_to_noise,
 )
 from .records import (
+    GFLOPS_TOL,
     Status,
     TrialRecord,
     data_summary,
@@ -368,10 +369,22 @@ def front_noise(front: Sequence[TrialRecord], images: int | None,
             "seed_sigma_trials": model.pooled}
 
 
-def study_front_noise(study: optuna.Study, front: Sequence[TrialRecord] | None = None) -> dict[str, Any]:
+def study_front_noise(study: optuna.Study, front: Sequence[TrialRecord] | None = None,
+                      gflops_tol: float = GFLOPS_TOL) -> dict[str, Any]:
     """`front_noise` of a stored study's front (default: its exact front), σ pooled over its trained
-    trials, with its held-out size from the stored study file."""
+    trials, with its held-out size from the stored study file; and `near`: the trained trials on no front
+    (not even folded into a member) that are still within noise of it, auto seeds' contenders
+    (seeding.contest). Why: a front of one member reads as an answer, yet a tie off the front is as likely
+    the better network; the user should see its number, not only the member's ±."""
+    from .seeding import contest
+    from .seeding import noise as noise_of
+
     rs = records(study)
     objectives = objectives_of(study)
-    front = pareto_front(rs, objectives) if front is None else front
-    return front_noise(front, study_holdout_images(study), front_candidates(rs, objectives))
+    exact = pareto_front(rs, objectives)
+    front = exact if front is None else front
+    pool = front_candidates(rs, objectives)
+    images = study_holdout_images(study)
+    contenders, _ = contest(pool, noise_of(pool, images), objectives, gflops_tol)
+    on_front = {r.number for r in exact}
+    return {**front_noise(front, images, pool), "near": sorted(contenders - on_front)}

@@ -108,7 +108,7 @@ def front_rows(study: Any, gflops_tol: float | None = None) -> tuple[list[dict[s
     exact = pareto_front(records(study), objectives_of(study))
     folded = same_cost(exact, objectives_of(study), tol)
     shown = [r for r in exact if r.number in folded]
-    noise = study_front_noise(study, shown)  # pooled seed σ / √runs, else the held-out set's binomial error
+    noise = study_front_noise(study, shown, tol)  # pooled seed σ / √runs, else the held-out set's binomial error
     rows = [{"name": r.name, "top1": r.top1, "se": noise["se"].get(r.number), "seeds": max(1, len(r.seeds)),
              "gflops": r.gflops, "params_m": r.params_m, "ties": noise["ties"].get(r.number, []),
              "same_cost": list(folded[r.number]), "trial": r.number} for r in shown]
@@ -133,6 +133,10 @@ def front_notes(rows: list[dict[str, Any]], noise: dict[str, Any]) -> list[str]:
     if any(row["ties"] for row in rows):
         notes.append(f"'within noise of': top-1 differences under 1.96 standard errors ({noise['source']}); "
                      "`attnas fidelity` retrains the front with seeds to tell them apart")
+    if noise.get("near"):
+        notes.append(f"within noise of the front, on none: {', '.join(f'#{n}' for n in noise['near'])} (no trial at "
+                     "most as costly is better by 1.96 standard errors): as likely as a member to be the better "
+                     "network; seeds = \"auto\" trains such trials again")
     if any(row["same_cost"] for row in rows):
         notes.append(f"'same cost as': front members within {100 * noise['gflops_tol']:g}% of this one's GFLOPs and "
                      "less accurate, folded into it (`--gflops-tol 0` lists them)")
@@ -150,7 +154,7 @@ def front_table(study: Any, gflops_tol: float | None = None, log_format: str = "
     notes = front_notes(rows, noise)
     fmt = resolve(log_format, out.is_terminal)
     if fmt == "json":
-        Lines(None, "json").write(json_event("front", study=study.study_name, members=rows))
+        Lines(None, "json").write(json_event("front", study=study.study_name, members=rows, near=noise["near"]))
         return
     if fmt == "plain":
         right = [c not in LEFT for c in FRONT_COLUMNS]

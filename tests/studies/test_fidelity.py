@@ -102,6 +102,28 @@ def test_fidelity_measures_stores_resumes_and_reports(tiny_study, tmp_path: Path
     assert colour_columns(tmp_path / "bare.png", FIDELITY_PINK, (0, 0, 1400, 2400)).size == 0  # the check can fail
 
 
+def test_the_front_names_trials_off_it_that_are_within_noise_of_it(synthetic, attnas, tmp_path: Path) -> None:
+    """A one-member front reads as an answer; a dominated trial not separated from it (at 1,000 held-out
+    images) is named under the table, a clearly worse one is not, and a sharper noise drops the tie."""
+    from studies.fidelity import study_front_noise
+    from studies.records import DATA_ATTR
+
+    url = f"sqlite:///{tmp_path / 'near.db'}"
+    Record = synthetic.Record
+    study = synthetic.make_study([Record(("none", "none", "none", "none"), 0.700, 4.1),
+                                  Record(("none", "none", "none", "se"), 0.695, 4.2),  # 2.4 % costlier: not folded
+                                  Record(("none", "none", "se", "none"), 0.500, 4.2)], storage=url, name="near")
+    assert [r.number for r in pareto_front(records(study))] == [0]
+    study.set_user_attr(DATA_ATTR, {"holdout_images": 1000})  # binomial se ≈ 0.015 a run: 0.005 apart is a tie
+    assert study_front_noise(study)["near"] == [1]
+    done = attnas("front", "--storage", url, "--study", "near")
+    assert done.returncode == 0, done.stderr
+    assert "within noise of the front, on none: #1 (" in done.stdout, done.stdout
+    study.set_user_attr(DATA_ATTR, {"holdout_images": 1_000_000})  # se ≈ 0.0005: 0.005 apart is separated
+    assert study_front_noise(study)["near"] == []
+    assert "within noise of the front" not in attnas("front", "--storage", url, "--study", "near").stdout
+
+
 def test_front_noise_marks_members_within_the_held_out_binomial_error(synthetic) -> None:
     """Single runs: two front members 5 points apart tie on 400 held-out images, not on 10,000."""
     from studies.fidelity import front_noise
