@@ -13,7 +13,9 @@ studies.fidelity_stats.indistinguishable): the set a search's front must hold fo
 what matters. `--epochs` = the study's epochs and `--seeds 1` runs the shipped proxy itself (one repeat of it
 per first seed; benchmarks/proxy_modes.py compares such repeats). Per-run lines go to stderr, and each run to
 the JSONL file `--runs` as it ends; runs already there are not trained again, so a killed benchmark resumes.
-`--search`: with every ground-truth run in FILE, check the study's finished search (the storage STUDY names)
+Last, single runs' Kendall tau (seed against seed, and one seed against the others' mean): how far one run
+of this protocol agrees with another, the ceiling for a proxy measured against it. `--search`: with every
+ground-truth run in FILE, check the study's finished search (the storage STUDY names)
 against it instead (search_against_truth). `--plan`: append the missing runs to PLAN for
 benchmarks/device_runs.py (a lent GPU) instead of training them.
 """
@@ -21,11 +23,13 @@ benchmarks/device_runs.py (a lent GPU) instead of training them.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
@@ -66,6 +70,22 @@ def ground_truth(runs: dict[str, list[float]]) -> dict[str, object]:
     best = max(means, key=means.__getitem__)
     ties = {a if b == best else b for a, b in indistinguishable({n: (means[n], se[n]) for n in runs}) if best in (a, b)}
     return {"sigma": sigma, "means": means, "se": se, "best": sorted({best, *ties}, key=lambda n: -means[n])}
+
+
+def one_run_agreement(runs: dict[str, list[float]], seeds: Sequence[int]) -> dict[str, dict]:
+    """Kendall tau of single runs of this protocol, seed against seed and one seed against the mean of the
+    others (bootstrap 95% over architectures): how far one run of the truth's own training can be trusted,
+    the ceiling of any proxy's agreement with it."""
+    names = list(runs)
+    out = {}
+    for i, j in itertools.combinations(range(len(seeds)), 2):
+        out[f"seed {seeds[i]} vs {seeds[j]}"] = rank_agreement([runs[n][i] for n in names],
+                                                               [runs[n][j] for n in names])["kendall_tau"].to_dict()
+    for i in range(len(seeds) if len(seeds) > 2 else 0):
+        rest = [fmean(v[:i] + v[i + 1:]) for v in (runs[n] for n in names)]
+        out[f"seed {seeds[i]} vs the others' mean"] = rank_agreement([runs[n][i] for n in names],
+                                                                     rest)["kendall_tau"].to_dict()
+    return out
 
 
 def search_against_truth(config, truth: dict, gflops: dict[str, float], images: int, gflops_tol: float) -> dict:
@@ -187,7 +207,8 @@ def main() -> None:
              "best": n in truth["best"]} for n in sorted(runs, key=lambda n: -means[n])]
     spread = stdev(means.values()) / sigma if sigma and len(means) > 1 else math.nan
     out = {"study": args.study, "epochs": args.epochs, "seeds": list(seeds), "seed_sigma": sigma,
-           "spread_to_noise": spread, "rows": rows, "best": truth["best"], "seconds": time.perf_counter() - started}
+           "spread_to_noise": spread, "rows": rows, "best": truth["best"], "seconds": time.perf_counter() - started,
+           "one_run_tau": one_run_agreement(runs, list(seeds))}
     if args.search:
         images = config.data.holdout_per_class * load_cache(subset).num_classes
         search = search_against_truth(config, truth, gflops, images, args.gflops_tol)
@@ -205,6 +226,8 @@ def main() -> None:
     for r in rows:
         print(f"  {r['name']:<40} {100 * r['mean']:6.1f}% {100 * r['se']:6.2f} "
               f"{r['gap_to_plain_in_sigma']:+13.1f} {r['gflops']:7.3f}  {'*' if r['best'] else ''}")
+    for pair, tau in out["one_run_tau"].items():
+        print(f"  one run, Kendall tau {pair}: {tau['value']:+.2f} [{tau['low']:+.2f}, {tau['high']:+.2f}]")
 
 
 if __name__ == "__main__":
