@@ -62,7 +62,10 @@ def test_search_to_a_file_logs_each_epoch_with_the_full_name_and_the_whole_front
     front = _front_names(attnas, path)
     rows = lines[front_at + 3:front_at + 3 + len(front)]  # title, header, rule, then one row per member
     assert front and [row.split()[0] for row in rows] == front, lines[front_at:]
-    assert "…" not in proc.stdout and lines[front_at + 3 + len(front)].startswith("report: ")
+    after = lines[front_at + 3 + len(front):]  # the front's notes (studies.cli.read.front_notes), then the report
+    report_at = next(i for i, line in enumerate(after) if line.startswith("report: "))
+    notes = ("'within noise of': ", "'same cost as': ", "within noise of the front, on none: ")
+    assert "…" not in proc.stdout and all(line.startswith(notes) for line in after[:report_at]), after
 
 
 def test_json_log_format_writes_every_event_as_one_json_line(tiny_study, tmp_path, attnas):
