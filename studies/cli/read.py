@@ -136,7 +136,7 @@ def front_notes(rows: list[dict[str, Any]], noise: dict[str, Any]) -> list[str]:
     if noise.get("near"):
         notes.append(f"within noise of the front, on none: {', '.join(f'#{n}' for n in noise['near'])} (no trial at "
                      "most as costly is better by 1.96 standard errors): not separated from the front, each may be "
-                     "the better network; more seeds (max_seeds) can tell")
+                     "the better network; more seeds can tell (seeds = \"auto\" gives them)")
     if any(row["same_cost"] for row in rows):
         notes.append(f"'same cost as': front members within {100 * noise['gflops_tol']:g}% of this one's GFLOPs and "
                      "less accurate, folded into it (`--gflops-tol 0` lists them)")
