@@ -286,9 +286,13 @@ def test_a_woken_worker_whose_trial_was_retried_stops_training_it_at_once(tmp_pa
     finish(other)
     _, stderr = frozen.communicate(timeout=60)
     assert frozen.returncode == 0, stderr
-    # it stopped in the epoch it was frozen in: no further epoch trained, no checkpoint written for it
+    # it stopped in the epoch it was frozen in: no further epoch trained. One exception, seen once in CI: frozen
+    # inside epoch N's checkpoint write (its stop check passed before the freeze; the file is not there yet, so
+    # `epoch` reads N - 1), it finishes that write and stops at step 0 of epoch N + 1, training nothing more
     assert f"trial {stopped} was declared dead by another worker" in stderr, stderr
-    assert re.search(rf"stopped training in epoch {epoch + 1}\b", stderr), (epoch, stderr)
+    where = re.search(r"stopped training in epoch (\d+)(?: at step (\d+))?", stderr)
+    assert where, stderr
+    assert int(where[1]) == epoch + 1 or (int(where[1]) == epoch + 2 and where[2] == "0"), (epoch, stderr)
     trials = _check_exact(_open(url, name), 1)
     assert trials[stopped].state == TrialState.FAIL and "attnas" in trials[stopped].user_attrs
     assert trials[stopped].user_attrs["attnas"].get("outcome") is None  # the stopped worker told nothing
