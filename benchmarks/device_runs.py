@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -57,18 +58,20 @@ def read_plan(path: Path, data: str | None) -> list[dict[str, Any]]:
     return plan
 
 
-def done_runs(path: Path, fields: tuple[str, ...] = ("name", "seed")) -> dict[tuple, float]:
-    """Key (the record's `fields`) -> top-1 of the runs already in the JSONL file (a torn last line from a kill
-    is skipped). It lives here, the one benchmark module without the study tooling, so this script reads its
-    own output with it; benchmarks/known_answer.py and proxy_modes.py read their runs files with it too."""
-    found = {}
+def runs_in(path: Path) -> Iterator[dict[str, Any]]:
+    """Each run a JSONL runs file records (a torn last line from a kill is skipped; no file holds none). It
+    lives here, the one benchmark module without the study tooling, so this script reads its own output with
+    it; the other benchmarks read their runs files with it too."""
     for line in path.read_text().splitlines() if path.is_file() else ():
         try:
-            r = json.loads(line)
+            yield json.loads(line)
         except ValueError:
             continue
-        found[tuple(r[f] for f in fields)] = r["top1"]
-    return found
+
+
+def done_runs(path: Path, fields: tuple[str, ...] = ("name", "seed")) -> dict[tuple, float]:
+    """Key (the record's `fields`) -> top-1 of the runs already in the JSONL file."""
+    return {tuple(r[f] for f in fields): r["top1"] for r in runs_in(path)}
 
 
 def todo_runs(plan: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ from pathlib import Path
 from statistics import fmean
 
 import numpy as np
+from device_runs import runs_in
 from known_answer import EXAMPLE, ground_truth, short  # benchmarks/ is the script's own folder
 from proxy_modes import auto_runs
 
@@ -48,11 +49,7 @@ def measured(source: str) -> dict[str, list[float]]:
     """Name -> top-1 of each run in a runs file; `FILE@E`: only its scratch runs of E epochs."""
     path, _, epochs = source.partition("@")
     out: dict[str, list[float]] = defaultdict(list)
-    for line in Path(path).read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue  # a torn last line from a kill
+    for r in runs_in(Path(path)):
         if epochs and (r.get("mode", "scratch") != "scratch" or r.get("epochs") != int(epochs)):
             continue
         out[r["name"]].append(r["top1"])
