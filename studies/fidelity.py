@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import fmean, stdev
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -52,6 +52,9 @@ from .records import (
     record,
     records,
 )
+
+if TYPE_CHECKING:  # for the annotation only: fidelity imports seeding inside its functions, as below
+    from .seeding import Noise
 
 SUFFIX = "-fidelity"
 SEED_ATTR = "attnas.seed"  # trial user attr: the training seed of this trial (replaces the schedule's)
@@ -340,18 +343,19 @@ def store(parent: optuna.Study, numbers: Mapping[str, Any]) -> None:
 
 # -- a front's noise ---------------------------------------------------------------------------------------------
 def front_noise(front: Sequence[TrialRecord], images: int | None,
-                pool: Sequence[TrialRecord] | None = None) -> dict[str, Any]:
+                pool: Sequence[TrialRecord] | None = None, model: Noise | None = None) -> dict[str, Any]:
     """Each front member's standard error and the pairs whose top-1 difference is within noise.
 
     The error is `seeding.Noise`'s, the one auto seeds decide with: the seed σ of one run pooled over the
     records of `pool` (default: the front) with 2+ seeds (`TrialRecord.seeds`: a `seeds = k` schedule's runs,
     or a trial's runs merged with its extra seeds), over √(the member's runs); before any record has two
     runs, the held-out set's binomial error (`images` = holdout_per_class × classes), which is all that is
-    known about a single run.
+    known about a single run. `model`: that noise model when the caller has built it already (it is the
+    same for the same pool and images).
     """
     from .seeding import noise as noise_of
 
-    model = noise_of(pool if pool is not None else front, images)
+    model = model if model is not None else noise_of(pool if pool is not None else front, images)
     se: dict[int, float | None] = {}
     members: dict[str, tuple[float, float]] = {}
     for r in front:
@@ -370,21 +374,24 @@ def front_noise(front: Sequence[TrialRecord], images: int | None,
 
 
 def study_front_noise(study: optuna.Study, front: Sequence[TrialRecord] | None = None,
-                      gflops_tol: float = GFLOPS_TOL) -> dict[str, Any]:
+                      gflops_tol: float = GFLOPS_TOL,
+                      rs: Sequence[TrialRecord] | None = None) -> dict[str, Any]:
     """`front_noise` of a stored study's front (default: its exact front), σ pooled over its trained
     trials, with its held-out size from the stored study file; and `near`: the trained trials on no front
     (not even folded into a member) that are still within noise of it, auto seeds' contenders
     (seeding.contest). Why: a front of one member reads as an answer, yet a tie off the front is as likely
-    the better network; the user should see its number, not only the member's ±."""
+    the better network; the user should see its number, not only the member's ±. `rs`: the study's records
+    when the caller has read them already (a storage read of every trial, the costly part)."""
     from .seeding import contest
     from .seeding import noise as noise_of
 
-    rs = records(study)
+    rs = records(study) if rs is None else rs
     objectives = objectives_of(study)
     exact = pareto_front(rs, objectives)
     front = exact if front is None else front
     pool = front_candidates(rs, objectives)
     images = study_holdout_images(study)
-    contenders, _ = contest(pool, noise_of(pool, images), objectives, gflops_tol)
+    model = noise_of(pool, images)
+    contenders, _ = contest(pool, model, objectives, gflops_tol)
     on_front = {r.number for r in exact}
-    return {**front_noise(front, images, pool), "near": sorted(contenders - on_front)}
+    return {**front_noise(front, images, pool, model), "near": sorted(contenders - on_front)}

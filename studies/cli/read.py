@@ -105,10 +105,11 @@ def front_rows(study: Any, gflops_tol: float | None = None) -> tuple[list[dict[s
     from ..records import GFLOPS_TOL, objectives_of, pareto_front, records, same_cost
 
     tol = GFLOPS_TOL if gflops_tol is None else gflops_tol
-    exact = pareto_front(records(study), objectives_of(study))
+    rs = records(study)
+    exact = pareto_front(rs, objectives_of(study))
     folded = same_cost(exact, objectives_of(study), tol)
     shown = [r for r in exact if r.number in folded]
-    noise = study_front_noise(study, shown, tol)  # pooled seed σ / √runs, else the held-out set's binomial error
+    noise = study_front_noise(study, shown, tol, rs)  # pooled seed σ / √runs, else the held-out set's binomial error
     rows = [{"name": r.name, "top1": r.top1, "se": noise["se"].get(r.number), "seeds": max(1, len(r.seeds)),
              "gflops": r.gflops, "params_m": r.params_m, "ties": noise["ties"].get(r.number, []),
              "same_cost": list(folded[r.number]), "trial": r.number} for r in shown]
