@@ -1,7 +1,8 @@
 """The known-answer task's ground truth: which attention placements truly win on "fashion-odd"?
 
 Usage: .venv/bin/python benchmarks/known_answer.py [STUDY.toml] [--seeds S] [--first-seed F] [--epochs E]
-           [--jobs J] [--runs FILE.jsonl] [--json] [--search [--gflops-tol T]] [--plan PLAN.jsonl]
+           [--jobs J] [--runs FILE.jsonl] [--also FILE.jsonl ...] [--json]
+           [--search [--gflops-tol T] [--export FILE.jsonl]] [--plan PLAN.jsonl]
 
 Trains every architecture of the study's space (default studies/examples/fashion-odd.toml: 16 placements, the
 task of trainer/oddone.py) with the study's data and schedule, but S seeds (F, F+1, ...) and E epochs each, J
@@ -16,7 +17,11 @@ the JSONL file `--runs` as it ends; runs already there are not trained again, so
 Last, single runs' Kendall tau (seed against seed, and one seed against the others' mean): how far one run
 of this protocol agrees with another, the ceiling for a proxy measured against it. `--search`: with every
 ground-truth run in FILE, check the study's finished search (the storage STUDY names)
-against it instead (search_against_truth). `--plan`: append the missing runs to PLAN for
+against it instead (search_against_truth); `--export` appends that search's own runs (each trained first run
+and extra seed, with its seed) to a runs file. `--also`: runs of the same protocol from other files (such
+an export) pooled into the truth, so a truth of 3 seeds grows by every search kept; a search is never checked
+against a truth that holds its own runs. Why: the best of 16 means of 3 seeds is biased upward (the winner's
+curse), and independent seeds are what shrink it. `--plan`: append the missing runs to PLAN for
 benchmarks/device_runs.py (a lent GPU) instead of training them.
 """
 
@@ -35,7 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 from statistics import fmean, stdev
 
-from device_runs import done_runs, plan_line  # benchmarks/ is the script's own folder, so first on sys.path
+from device_runs import done_runs, plan_line, runs_in  # benchmarks/ is the script's own folder, so first on sys.path
 
 from search_space import ArchSpec
 from studies import config as study_config
@@ -130,6 +135,45 @@ def search_against_truth(config, truth: dict, gflops: dict[str, float], images: 
             "truth_best": {names[n]: placed.get(n, "not trained") for n in truth["best"]}}
 
 
+def search_runs(config) -> list[dict]:
+    """The runs the study's search trained, as runs-file lines: each trained trial's first run (at the
+    schedule's seed) and each extra seed of `seeds = "auto"` (at its own seed), with the study's name so that a
+    pooled truth can leave a search's own runs out when it checks that search."""
+    from studies import storage as st
+
+    if isinstance(config.schedule.seeds, int) and config.schedule.seeds > 1:
+        sys.exit(f"--export: {config.name} trains seeds = {config.schedule.seeds} inside each trial and keeps only "
+                 "their mean; export a study with seeds = 1 or \"auto\"")
+    study = st.load(st.open_to_read(st.resolve(config)), config.name, config)
+    lines = (run_line(t.user_attrs.get("attnas") or {}, config.schedule.seed, config.name) for t in study.trials)
+    return [line for line in lines if line is not None]
+
+
+def run_line(attrs: dict, seed: int, study: str) -> dict | None:
+    """One trial's run as a runs-file line, from its `attnas` record: a trained trial's own run at the study's
+    `seed`, an extra seed's at its own; None for what trained nothing here (reused, failed, queued)."""
+    if attrs.get("outcome") not in ("trained", "seed") or attrs.get("top1") is None or attrs.get("error"):
+        return None
+    return {"name": attrs["spec_name"], "seed": attrs.get("seed", seed), "top1": attrs["top1"],
+            "seconds": attrs.get("seconds"), "study": study}
+
+
+def pooled_runs(runs: dict[str, list[float]], also: Sequence[Path], exclude: str | None) -> dict[str, list[float]]:
+    """`runs` with every run of the `also` files of the same architectures appended; a file that holds runs of
+    the study `exclude` (the search being checked) is refused: a check against a truth made of its own runs
+    is not a check."""
+    pooled = {n: list(v) for n, v in runs.items()}
+    for path in also:
+        if not path.is_file():
+            sys.exit(f"--also: {path} does not exist; give a runs file written by --runs or --export")
+        for r in runs_in(path):
+            if exclude is not None and r.get("study") == exclude:
+                sys.exit(f"--also: {path} holds runs of {exclude}, the search being checked; leave it out")
+            if r["name"] in pooled:
+                pooled[r["name"]].append(r["top1"])
+    return pooled
+
+
 def short(spec: ArchSpec) -> str:
     """'c4:nl c5:gc', the tables' names: each stage's block kind, without its settings; 'plain' without any."""
     stages = [f"c{i}:{a.kind}" for i, a in enumerate(spec.stages, start=2) if a.kind != "none"]
@@ -162,6 +206,9 @@ def main() -> None:
     parser.add_argument("--search", action="store_true", help="check the study's finished search (its storage, "
                         "as the study file names it) against this ground truth instead of printing it")
     parser.add_argument("--gflops-tol", type=float, default=0.02, help="for --search: the shown front's tolerance")
+    parser.add_argument("--also", action="append", default=[], help="runs of the same protocol from another "
+                        "file (e.g. a search's --export), pooled into the truth; repeatable")
+    parser.add_argument("--export", default=None, help="for --search: append the search's own runs to this file")
     parser.add_argument("--plan", default=None, help="write the runs still missing to this plan file instead of "
                         "training them (benchmarks/device_runs.py trains a plan elsewhere)")
     args = parser.parse_args()
@@ -197,21 +244,29 @@ def main() -> None:
             print(f"{time.strftime('%H:%M:%S')} {name} seed {seed} top-1 {100 * top1:.1f}% ({seconds:.0f} s)",
                   file=sys.stderr, flush=True)
     runs = {s.name: [done[s.name, seed] for seed in seeds] for s in specs}
-    truth = ground_truth(runs) if args.seeds > 1 else {"sigma": math.nan, "best": [],
-                                                        "means": {n: v[0] for n, v in runs.items()}}
+    pooled = pooled_runs(runs, [Path(p) for p in args.also], config.name if args.search else None)
+    truth = ground_truth(pooled) if args.seeds > 1 or args.also else {"sigma": math.nan, "best": [],
+                                                                      "means": {n: v[0] for n, v in runs.items()}}
     sigma, means = truth["sigma"], truth["means"]
     plain = ArchSpec(specs[0].backbone, specs[0].width).name
     base = means.get(plain, math.nan)
-    rows = [{"name": n, "mean": means[n], "runs": runs[n], "se": truth.get("se", {}).get(n, math.nan),
+    rows = [{"name": n, "mean": means[n], "runs": pooled[n], "se": truth.get("se", {}).get(n, math.nan),
              "gflops": gflops[n], "gap_to_plain_in_sigma": (means[n] - base) / sigma if sigma else math.nan,
              "best": n in truth["best"]} for n in sorted(runs, key=lambda n: -means[n])]
     spread = stdev(means.values()) / sigma if sigma and len(means) > 1 else math.nan
-    out = {"study": args.study, "epochs": args.epochs, "seeds": list(seeds), "seed_sigma": sigma,
+    out = {"study": args.study, "epochs": args.epochs, "seeds": list(seeds), "also": args.also, "seed_sigma": sigma,
            "spread_to_noise": spread, "rows": rows, "best": truth["best"], "seconds": time.perf_counter() - started,
            "one_run_tau": one_run_agreement(runs, list(seeds))}
     if args.search:
         images = config.data.holdout_per_class * load_cache(subset).num_classes
         search = search_against_truth(config, truth, gflops, images, args.gflops_tol)
+        if args.export:
+            export = Path(args.export)
+            kept = done_runs(export, ("study", "name", "seed")) if export.is_file() else {}
+            new = [r for r in search_runs(config) if (r["study"], r["name"], r["seed"]) not in kept]
+            with export.open("a") as f:
+                f.writelines(json.dumps(r) + "\n" for r in new)
+            print(f"{len(new)} runs of {config.name} added to {export}", file=sys.stderr)
         if args.json:
             print(json.dumps(search, indent=2))
         else:
@@ -220,7 +275,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"{config.name}: {len(specs)} architectures x seeds {list(seeds)}, {args.epochs} epochs; seed sigma "
+    also = f" + {sum(map(len, pooled.values())) - sum(map(len, runs.values()))} runs of {', '.join(args.also)}" \
+        if args.also else ""
+    print(f"{config.name}: {len(specs)} architectures x seeds {list(seeds)}{also}, {args.epochs} epochs; seed sigma "
           f"{100 * sigma:.2f} pts, spread/noise {spread:.2f}; {out['seconds']:.0f} s")
     print(f"  {'architecture':<40} {'mean':>7} {'± se':>6} {'vs plain (σ)':>13} {'GFLOPs':>7}  best")
     for r in rows:

@@ -1,6 +1,6 @@
 """How often would the known-answer example's search put the known answer on its front, under a given proxy?
 
-Usage: .venv/bin/python benchmarks/search_odds.py [STUDY.toml] --truth FILE.jsonl --proxy FILE.jsonl[@EPOCHS] ...
+Usage: .venv/bin/python benchmarks/search_odds.py [STUDY.toml] --truth FILE.jsonl ... --proxy FILE.jsonl[@EPOCHS] ...
            [--max-seeds K] [--fixed] [--sims N] [--gflops-tol T] [--plug-in] [--json]
 
 One real search is one draw: with a proxy whose seed noise is as large as the truth's gaps, a search that
@@ -16,8 +16,8 @@ search many times on paper, from measured runs only, with the study's own rules:
     seeds added a round at a time, as one worker drains the queued jobs; `--fixed`: `seeds = K`, K runs of
     every architecture), then the shown front (studies.records.shown_front, tolerance T) and the contenders
     (studies.seeding.contest);
-  - the answer: the truth file's best (benchmarks/known_answer.ground_truth: its top and every architecture
-    not separated from it at 95%), as measured, not redrawn.
+  - the answer: the truth files' best (benchmarks/known_answer.ground_truth on their runs pooled: its top and
+    every architecture not separated from it at 95%), as measured, not redrawn.
 It prints, per ground-truth best, how often it is on the shown front and how often at least within noise of it
 (a contender), how often the shown front holds only ground-truth best, and the runs per architecture. The
 model's assumptions (normal seed noise, one sigma for every architecture) are the ones the study's own
@@ -83,7 +83,8 @@ def one_search(means: dict[str, float], sigma: float, gflops: dict[str, float], 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", nargs="?", default=str(EXAMPLE))
-    parser.add_argument("--truth", required=True, help="the ground truth's runs (benchmarks/known_answer.py)")
+    parser.add_argument("--truth", action="append", required=True, help="the ground truth's runs "
+                        "(benchmarks/known_answer.py; repeatable: files pooled, e.g. a search's --export)")
     parser.add_argument("--proxy", action="append", required=True, help="the proxy's runs: FILE or FILE@EPOCHS")
     parser.add_argument("--max-seeds", type=int, default=None, help="default: the study's max_seeds")
     parser.add_argument("--fixed", action="store_true", help="seeds = K (--max-seeds) for every architecture "
@@ -97,7 +98,7 @@ def main() -> None:
     config = study_config.read_file(args.study)
     max_seeds = args.max_seeds or config.schedule.max_seeds or 1
     specs = {s.name: s for s in config.space.enumerate()}
-    truth = ground_truth({n: v for n, v in measured(args.truth).items() if n in specs})
+    truth = ground_truth({n: v for n, v in pooled(args.truth).items() if n in specs})
     proxy = {n: v for n, v in pooled(args.proxy).items() if n in specs}
     if missing := sorted(set(specs) - set(proxy)):
         raise SystemExit(f"--proxy: no runs of {len(missing)} of the study's architectures, e.g. {missing[0]}")

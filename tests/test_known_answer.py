@@ -1,0 +1,50 @@
+"""benchmarks/known_answer.py: a search's runs exported, and pooled into a truth that never holds the checked
+search's own runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+from known_answer import ground_truth, pooled_runs, run_line  # noqa: E402
+
+
+def test_a_trained_trial_runs_at_the_study_seed_and_an_extra_seed_at_its_own() -> None:
+    trained = {"outcome": "trained", "spec_name": "a", "top1": 0.6, "seconds": 10.0}
+    extra = {"outcome": "seed", "spec_name": "a", "top1": 0.58, "seconds": 11.0, "seed": 21, "seed_of": 0}
+    assert run_line(trained, 20, "s") == {"name": "a", "seed": 20, "top1": 0.6, "seconds": 10.0, "study": "s"}
+    assert run_line(extra, 20, "s")["seed"] == 21
+    for nothing in ({"outcome": "reused", "spec_name": "a", "top1": 0.6},  # the run it copies is exported once
+                    {"outcome": "trained", "spec_name": "a", "top1": None, "error": "diverged"}, {}):
+        assert run_line(nothing, 20, "s") is None
+
+
+def write(path: Path, runs: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    return path
+
+
+def test_other_files_runs_join_the_truth_and_move_its_best(tmp_path: Path) -> None:
+    runs = {"a": [0.62, 0.64, 0.60], "b": [0.60, 0.59, 0.60], "c": [0.50, 0.51, 0.49]}
+    assert ground_truth(runs)["best"] == ["a"]  # 3 seeds: a separated from b
+    other = [{"name": "a", "seed": s, "top1": 0.58, "study": "other"} for s in (20, 21, 22)]
+    other += [{"name": "b", "seed": 20, "top1": 0.60, "study": "other"},
+              {"name": "zz", "seed": 20, "top1": 0.9, "study": "other"}]  # not in this space: left out
+    more = write(tmp_path / "search.jsonl", other)
+    pooled = pooled_runs(runs, [more], exclude="mine")
+    assert pooled["a"] == [0.62, 0.64, 0.60, 0.58, 0.58, 0.58] and len(pooled["b"]) == 4 and "zz" not in pooled
+    assert runs["a"] == [0.62, 0.64, 0.60]  # the seed-indexed runs (single runs' tau) are left as they were
+    assert set(ground_truth(pooled)["best"]) == {"a", "b"}  # the winner's lead shrank into a tie
+
+
+def test_a_search_is_not_checked_against_its_own_runs(tmp_path: Path) -> None:
+    own = write(tmp_path / "own.jsonl", [{"name": "a", "seed": 20, "top1": 0.6, "study": "mine"}])
+    with pytest.raises(SystemExit, match="holds runs of mine, the search being checked"):
+        pooled_runs({"a": [0.5]}, [own], exclude="mine")
+    with pytest.raises(SystemExit, match="does not exist"):
+        pooled_runs({"a": [0.5]}, [tmp_path / "missing.jsonl"], exclude=None)
