@@ -158,14 +158,20 @@ def run_line(attrs: dict, seed: int, study: str) -> dict | None:
             "seconds": attrs.get("seconds"), "study": study}
 
 
-def pooled_runs(runs: dict[str, list[float]], also: Sequence[Path], exclude: str | None) -> dict[str, list[float]]:
-    """`runs` with every run of the `also` files of the same architectures appended; a file that holds runs of
-    the study `exclude` (the search being checked) is refused: a check against a truth made of its own runs
-    is not a check."""
+def pooled_runs(runs: dict[str, list[float]], also: Sequence[Path], exclude: str | None,
+                runs_file: Path | None = None) -> dict[str, list[float]]:
+    """`runs` (read from `runs_file`) with every run of the `also` files of the same architectures appended; a
+    file that holds runs of the study `exclude` (the search being checked) is refused, as a check against a
+    truth made of its own runs is not a check; so is `runs_file` itself or a file given twice (counted twice,
+    its runs would pass for independent seeds)."""
     pooled = {n: list(v) for n, v in runs.items()}
+    seen = {runs_file.resolve()} if runs_file is not None else set()
     for path in also:
         if not path.is_file():
             sys.exit(f"--also: {path} does not exist; give a runs file written by --runs or --export")
+        if path.resolve() in seen:
+            sys.exit(f"--also: {path} is already in the truth (the --runs file or an earlier --also); give it once")
+        seen.add(path.resolve())
         for r in runs_in(path):
             if exclude is not None and r.get("study") == exclude:
                 sys.exit(f"--also: {path} holds runs of {exclude}, the search being checked; leave it out")
@@ -244,7 +250,7 @@ def main() -> None:
             print(f"{time.strftime('%H:%M:%S')} {name} seed {seed} top-1 {100 * top1:.1f}% ({seconds:.0f} s)",
                   file=sys.stderr, flush=True)
     runs = {s.name: [done[s.name, seed] for seed in seeds] for s in specs}
-    pooled = pooled_runs(runs, [Path(p) for p in args.also], config.name if args.search else None)
+    pooled = pooled_runs(runs, [Path(p) for p in args.also], config.name if args.search else None, runs_file)
     truth = ground_truth(pooled) if args.seeds > 1 or args.also else {"sigma": math.nan, "best": [],
                                                                       "means": {n: v[0] for n, v in runs.items()}}
     sigma, means = truth["sigma"], truth["means"]

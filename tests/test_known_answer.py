@@ -48,3 +48,13 @@ def test_a_search_is_not_checked_against_its_own_runs(tmp_path: Path) -> None:
         pooled_runs({"a": [0.5]}, [own], exclude="mine")
     with pytest.raises(SystemExit, match="does not exist"):
         pooled_runs({"a": [0.5]}, [tmp_path / "missing.jsonl"], exclude=None)
+
+
+def test_no_file_is_counted_twice(tmp_path: Path) -> None:
+    truth = write(tmp_path / "truth.jsonl", [{"name": "a", "seed": 0, "top1": 0.6}])
+    other = write(tmp_path / "other.jsonl", [{"name": "a", "seed": 20, "top1": 0.6, "study": "other"}])
+    with pytest.raises(SystemExit, match="already in the truth"):
+        pooled_runs({"a": [0.6]}, [truth], exclude=None, runs_file=truth)
+    with pytest.raises(SystemExit, match="already in the truth"):
+        pooled_runs({"a": [0.6]}, [other, tmp_path / "." / "other.jsonl"], exclude=None, runs_file=truth)
+    assert pooled_runs({"a": [0.6]}, [other], exclude=None, runs_file=truth)["a"] == [0.6, 0.6]
