@@ -46,6 +46,7 @@ from search_space import ArchSpec
 from studies import config as study_config
 from studies import seeding
 from studies.fidelity_stats import indistinguishable, pooled_sigma, rank_agreement
+from studies.records import Status, TrialRecord
 from trainer import Schedule, SubsetSpec, proxy_train, single_run
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "fashion-odd.toml"
@@ -144,18 +145,20 @@ def search_runs(config) -> list[dict]:
     if isinstance(config.schedule.seeds, int) and config.schedule.seeds > 1:
         sys.exit(f"--export: {config.name} trains seeds = {config.schedule.seeds} inside each trial and keeps only "
                  "their mean; export a study with seeds = 1 or \"auto\"")
+    from studies.records import record
+
     study = st.load(st.open_to_read(st.resolve(config)), config.name, config)
-    lines = (run_line(t.user_attrs.get("attnas") or {}, config.schedule.seed, config.name) for t in study.trials)
-    return [line for line in lines if line is not None]
+    lines = (run_line(record(t), config.schedule.seed, config.name) for t in study.trials)  # each run apart:
+    return [line for line in lines if line is not None]  # records() would merge a trial's seeds into their mean
 
 
-def run_line(attrs: dict, seed: int, study: str) -> dict | None:
-    """One trial's run as a runs-file line, from its `attnas` record: a trained trial's own run at the study's
-    `seed`, an extra seed's at its own; None for what trained nothing here (reused, failed, queued)."""
-    if attrs.get("outcome") not in ("trained", "seed") or attrs.get("top1") is None or attrs.get("error"):
+def run_line(r: TrialRecord, seed: int, study: str) -> dict | None:
+    """One trial's run as a runs-file line: a trained trial's own run at the study's `seed`, an extra seed's
+    at its own; None for what trained nothing here (reused, diverged, failed, queued)."""
+    if r.status not in (Status.TRAINED, Status.SEED) or r.top1 is None:
         return None
-    return {"name": attrs["spec_name"], "seed": attrs.get("seed", seed), "top1": attrs["top1"],
-            "seconds": attrs.get("seconds"), "study": study}
+    return {"name": r.spec_name, "seed": r.seed if r.seed is not None else seed, "top1": r.top1,
+            "seconds": r.seconds, "study": study}
 
 
 def pooled_runs(runs: dict[str, list[float]], also: Sequence[Path], exclude: str | None,

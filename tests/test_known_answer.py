@@ -13,14 +13,17 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 from known_answer import ground_truth, pooled_runs, run_line  # noqa: E402
 
+from studies.records import Status, TrialRecord  # noqa: E402
+
 
 def test_a_trained_trial_runs_at_the_study_seed_and_an_extra_seed_at_its_own() -> None:
-    trained = {"outcome": "trained", "spec_name": "a", "top1": 0.6, "seconds": 10.0}
-    extra = {"outcome": "seed", "spec_name": "a", "top1": 0.58, "seconds": 11.0, "seed": 21, "seed_of": 0}
+    trained = TrialRecord(0, Status.TRAINED, spec_name="a", top1=0.6, seconds=10.0)
+    extra = TrialRecord(5, Status.SEED, spec_name="a", top1=0.58, seconds=11.0, seed=21, seed_of=0)
     assert run_line(trained, 20, "s") == {"name": "a", "seed": 20, "top1": 0.6, "seconds": 10.0, "study": "s"}
     assert run_line(extra, 20, "s")["seed"] == 21
-    for nothing in ({"outcome": "reused", "spec_name": "a", "top1": 0.6},  # the run it copies is exported once
-                    {"outcome": "trained", "spec_name": "a", "top1": None, "error": "diverged"}, {}):
+    for nothing in (TrialRecord(1, Status.REUSED, spec_name="a", top1=0.6, reused_from=0),  # exported once, as 0
+                    TrialRecord(2, Status.DIVERGED, spec_name="a", error="diverged"),
+                    TrialRecord(3, Status.QUEUED, state="WAITING")):
         assert run_line(nothing, 20, "s") is None
 
 
