@@ -130,10 +130,13 @@ def search_against_truth(config, truth: dict, gflops: dict[str, float], images: 
     placed = {row["name"]: row["place"] for row in rows}
     names = {s.name: short(s) for s in config.space.enumerate()}
     tau = rank_agreement([r["top1"] for r in rows], [r["truth_mean"] for r in rows])["kendall_tau"].to_dict()
+    top = max((by_number[n] for n in shown), key=lambda r: r.top1)
     return {"study": config.name, "trained": len(candidates), "architectures": len(order),
             "runs": sum(row["seeds"] for row in rows), "seed_sigma": noise.sigma, "pooled": noise.pooled,
             "gflops_tol": gflops_tol, "truth_tau": tau, "rows": rows,
-            "truth_best": {names[n]: placed.get(n, "not trained") for n in truth["best"]}}
+            "truth_best": {names[n]: placed.get(n, "not trained") for n in truth["best"]},
+            "front_top": {"short": short(top.spec), "truth_rank": order.index(top.spec.name) + 1,
+                          "truth_best": top.spec.name in truth["best"]}}
 
 
 def search_runs(config) -> list[dict]:
@@ -201,6 +204,9 @@ def print_search(search: dict) -> None:
         print(f"  {r['short']:<14} {100 * r['top1']:5.1f}% {100 * (r['se'] or 0):5.1f} {r['seeds']:5d} "
               f"{r['gflops']:7.3f} {100 * r['truth_mean']:6.1f}% ({r['truth_rank']:2d})  {r['place']}")
     print("ground truth's best: " + "; ".join(f"{n}: {p}" for n, p in search["truth_best"].items()))
+    top = search["front_top"]
+    print(f"the shown front's most accurate member, {top['short']}, is the truth's {top['truth_rank']}: "
+          + ("one of its best" if top["truth_best"] else "not one of its best"))
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ def test_a_placement_far_above_its_seed_noise_is_the_front_of_every_search() -> 
     rng = np.random.default_rng(0)
     means = {"a": 0.50, "b": 0.50, "c": 0.70, "d": 0.50}  # c: 10 sigma above the rest
     for _ in range(50):
-        shown, contenders, runs = one_search(means, 0.02, GFLOPS, 2500, 3, 0.02, rng)
-        assert shown == {"c"} and contenders == {"c"}
+        shown, contenders, runs, top = one_search(means, 0.02, GFLOPS, 2500, 3, 0.02, rng)
+        assert shown == {"c"} and contenders == {"c"} and top == "c"
         assert 1 <= runs <= 3
 
 
@@ -31,8 +31,8 @@ def test_placements_within_noise_share_the_front_and_get_seeds() -> None:
     leaders = Counter()
     costs = []
     for _ in range(200):
-        shown, contenders, runs = one_search(means, 0.03, GFLOPS, 2500, 3, 0.02, rng)
-        assert len(shown) == 1 and shown <= contenders
+        shown, contenders, runs, top = one_search(means, 0.03, GFLOPS, 2500, 3, 0.02, rng)
+        assert len(shown) == 1 and shown <= contenders and shown == {top}
         leaders.update(shown)
         costs.append(runs)
     assert set(leaders) == set(GFLOPS) and min(leaders.values()) >= 20
@@ -48,3 +48,11 @@ def test_runs_files_are_read_per_epochs_and_a_torn_line_is_skipped(tmp_path: Pat
     path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"mode": "scra')
     assert measured(f"{path}@8") == {"a": [0.4, 0.5]}
     assert measured(str(path)) == {"a": [0.4, 0.2, 0.9, 0.5]}
+
+
+def test_the_answer_read_off_the_front_is_its_most_accurate_member_not_its_cheapest() -> None:
+    rng = np.random.default_rng(2)
+    gflops = {"cheap": 1.0, "dear": 2.0}  # two cost levels: both on every front, the dear one 10 sigma better
+    for _ in range(20):
+        shown, _, _, top = one_search({"cheap": 0.50, "dear": 0.70}, 0.02, gflops, 2500, 3, 0.02, rng)
+        assert shown == {"cheap", "dear"} and top == "dear"
