@@ -61,6 +61,11 @@ def measured(source: str) -> dict[str, list[float]]:
 
 
 def pooled(sources: list[str]) -> dict[str, list[float]]:
+    """The runs of every source together; a source given twice is refused, as known_answer.pooled_runs refuses
+    it: counted twice, its runs would pass for independent seeds and shrink every standard error."""
+    keys = [Path(s.partition("@")[0]).resolve() for s in sources]  # FILE and FILE@E overlap too
+    if len(set(keys)) < len(keys):
+        raise SystemExit(f"{' '.join(sources)}: a runs file is given twice; give each once")
     runs: dict[str, list[float]] = defaultdict(list)
     for source in sources:
         for name, top1s in measured(source).items():

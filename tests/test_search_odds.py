@@ -11,7 +11,8 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
-from search_odds import measured, one_search  # noqa: E402
+import pytest  # noqa: E402
+from search_odds import measured, one_search, pooled  # noqa: E402
 
 GFLOPS = {"a": 1.820, "b": 1.821, "c": 1.847, "d": 1.856}  # one cost level at the shown front's 2 % tolerance
 
@@ -56,3 +57,14 @@ def test_the_answer_read_off_the_front_is_its_most_accurate_member_not_its_cheap
     for _ in range(20):
         shown, _, _, top = one_search({"cheap": 0.50, "dear": 0.70}, 0.02, gflops, 2500, 3, 0.02, rng)
         assert shown == {"cheap", "dear"} and top == "dear"
+
+
+def test_a_runs_file_given_twice_is_refused_not_counted_twice(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps({"mode": "scratch", "seed": 0, "name": "a", "epochs": 8, "top1": 0.4}) + "\n")
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"mode": "scratch", "seed": 1, "name": "a", "epochs": 8, "top1": 0.5}) + "\n")
+    assert pooled([str(path), str(other)]) == {"a": [0.4, 0.5]}
+    for again in (str(tmp_path / "." / "runs.jsonl"), f"{path}@8"):  # the same file, by another path or selection
+        with pytest.raises(SystemExit, match="given twice"):
+            pooled([str(path), again])
