@@ -23,7 +23,7 @@ import json
 import multiprocessing
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,18 @@ def runs_in(path: Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
         except ValueError:
             continue
+
+
+def repeated(paths: Iterable[Path]) -> Path | None:
+    """The first of `paths` naming a file an earlier one named (under any spelling), or None. Pooled twice, a
+    runs file's runs would pass for independent seeds and shrink every standard error, so the benchmarks that
+    pool runs files refuse it."""
+    seen: set[Path] = set()
+    for path in paths:
+        if path.resolve() in seen:
+            return path
+        seen.add(path.resolve())
+    return None
 
 
 def done_runs(path: Path, fields: tuple[str, ...] = ("name", "seed")) -> dict[tuple, float]:

@@ -40,13 +40,13 @@ from dataclasses import replace
 from pathlib import Path
 from statistics import fmean, stdev
 
-from device_runs import done_runs, plan_line, runs_in  # benchmarks/ is the script's own folder, so first on sys.path
+from device_runs import done_runs, plan_line, repeated, runs_in  # benchmarks/ is first on sys.path
 
 from search_space import ArchSpec
 from studies import config as study_config
 from studies import seeding
 from studies.fidelity_stats import indistinguishable, pooled_sigma, rank_agreement
-from studies.records import Status, TrialRecord
+from studies.records import Status, TrialRecord, record
 from trainer import Schedule, SubsetSpec, proxy_train, single_run
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "fashion-odd.toml"
@@ -148,8 +148,6 @@ def search_runs(config) -> list[dict]:
     if isinstance(config.schedule.seeds, int) and config.schedule.seeds > 1:
         sys.exit(f"--export: {config.name} trains seeds = {config.schedule.seeds} inside each trial and keeps only "
                  "their mean; export a study with seeds = 1 or \"auto\"")
-    from studies.records import record
-
     study = st.load(st.open_to_read(st.resolve(config)), config.name, config)
     lines = (run_line(record(t), config.schedule.seed, config.name) for t in study.trials)  # each run apart:
     return [line for line in lines if line is not None]  # records() would merge a trial's seeds into their mean
@@ -170,14 +168,12 @@ def pooled_runs(runs: dict[str, list[float]], also: Sequence[Path], exclude: str
     file that holds runs of the study `exclude` (the search being checked) is refused, as a check against a
     truth made of its own runs is not a check; so is `runs_file` itself or a file given twice (counted twice,
     its runs would pass for independent seeds)."""
+    if (again := repeated([runs_file, *also] if runs_file is not None else also)) is not None:
+        sys.exit(f"--also: {again} is already in the truth (the --runs file or an earlier --also); give it once")
     pooled = {n: list(v) for n, v in runs.items()}
-    seen = {runs_file.resolve()} if runs_file is not None else set()
     for path in also:
         if not path.is_file():
             sys.exit(f"--also: {path} does not exist; give a runs file written by --runs or --export")
-        if path.resolve() in seen:
-            sys.exit(f"--also: {path} is already in the truth (the --runs file or an earlier --also); give it once")
-        seen.add(path.resolve())
         for r in runs_in(path):
             if exclude is not None and r.get("study") == exclude:
                 sys.exit(f"--also: {path} holds runs of {exclude}, the search being checked; leave it out")

@@ -36,7 +36,7 @@ from pathlib import Path
 from statistics import fmean
 
 import numpy as np
-from device_runs import runs_in
+from device_runs import repeated, runs_in
 from known_answer import EXAMPLE, ground_truth, short  # benchmarks/ is the script's own folder
 from proxy_modes import auto_runs
 
@@ -63,9 +63,8 @@ def measured(source: str) -> dict[str, list[float]]:
 def pooled(sources: list[str]) -> dict[str, list[float]]:
     """The runs of every source together; a source given twice is refused, as known_answer.pooled_runs refuses
     it: counted twice, its runs would pass for independent seeds and shrink every standard error."""
-    keys = [Path(s.partition("@")[0]).resolve() for s in sources]  # FILE and FILE@E overlap too
-    if len(set(keys)) < len(keys):
-        raise SystemExit(f"{' '.join(sources)}: a runs file is given twice; give each once")
+    if (again := repeated(Path(s.partition("@")[0]) for s in sources)) is not None:  # FILE and FILE@E overlap too
+        raise SystemExit(f"{again}: this runs file is given twice; give each once")
     runs: dict[str, list[float]] = defaultdict(list)
     for source in sources:
         for name, top1s in measured(source).items():
