@@ -46,7 +46,7 @@ from search_space import ArchSpec
 from studies import config as study_config
 from studies import seeding
 from studies.fidelity_stats import indistinguishable, pooled_sigma, rank_agreement
-from studies.records import Status, TrialRecord, record
+from studies.records import Status, TrialRecord, pick, record
 from trainer import Schedule, SubsetSpec, proxy_train, single_run
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "fashion-odd.toml"
@@ -130,7 +130,7 @@ def search_against_truth(config, truth: dict, gflops: dict[str, float], images: 
     placed = {row["name"]: row["place"] for row in rows}
     names = {s.name: short(s) for s in config.space.enumerate()}
     tau = rank_agreement([r["top1"] for r in rows], [r["truth_mean"] for r in rows])["kendall_tau"].to_dict()
-    top = max((by_number[n] for n in shown), key=lambda r: r.top1)
+    top = pick((by_number[n] for n in shown), math.inf)  # what `attnas pick` answers without a budget
     return {"study": config.name, "trained": len(candidates), "architectures": len(order),
             "runs": sum(row["seeds"] for row in rows), "seed_sigma": noise.sigma, "pooled": noise.pooled,
             "gflops_tol": gflops_tol, "truth_tau": tau, "rows": rows,

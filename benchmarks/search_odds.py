@@ -43,7 +43,7 @@ from proxy_modes import auto_runs
 from studies import config as study_config
 from studies import seeding
 from studies.fidelity_stats import pooled_sigma
-from studies.records import GFLOPS_TOL, Status, TrialRecord, front_candidates, shown_front
+from studies.records import GFLOPS_TOL, Status, TrialRecord, front_candidates, pick, shown_front
 
 
 def measured(source: str) -> dict[str, list[float]]:
@@ -85,7 +85,7 @@ def one_search(means: dict[str, float], sigma: float, gflops: dict[str, float], 
                       params=1, seeds=tuple(v) if len(v) > 1 else ()) for i, (n, v) in enumerate(used.items())]
     front = shown_front(rs, ("top1", "gflops"), gflops_tol)
     contenders, _ = seeding.contest(front_candidates(rs), seeding.noise(rs, images), gflops_tol=gflops_tol)
-    top = max(front, key=lambda r: r.top1).spec_name
+    top = pick(front, math.inf).spec_name  # what `attnas pick` answers without a budget
     runs = fmean(len(v) for v in used.values())
     return {r.spec_name for r in front}, {rs[i].spec_name for i in contenders}, runs, top
 
