@@ -75,9 +75,9 @@ def repeated(paths: Iterable[Path]) -> Path | None:
     pool runs files refuse it."""
     seen: set[Path] = set()
     for path in paths:
-        if path.resolve() in seen:
+        if (key := path.resolve()) in seen:
             return path
-        seen.add(path.resolve())
+        seen.add(key)
     return None
 
 
