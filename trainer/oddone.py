@@ -30,48 +30,53 @@ ODD = "fashion-odd"  # the built-in name, as in a study's data.root
 MARKER = "attnas-fashion-odd.json"
 SEED = 0
 CELL = 28
-SIZE = 2 * CELL
+GRID = 2  # the shipped task's grid; benchmarks/odd_grid.py writes wider ones (3 photos in GRID x GRID cells)
 #: Composites per class: train/ from the official train split, val/ from the test split (never read by a search).
 PER_CLASS = {"train": 1200, "val": 300}
 SPLITS = {"train": "train", "val": "val"}  # tree split -> IDX split
 
 
-def write_odd_tree(root: str | Path, found: FashionSource) -> Path:
+def write_odd_tree(root: str | Path, found: FashionSource, grid: int = GRID) -> Path:
     """Write `root/train/<class>/*.png` and `root/val/<class>/*.png` once (trainer.trees.write_once)."""
 
     def build(tmp: Path) -> dict:
-        counts = {split: _write_split(tmp / split, found, split) for split in SPLITS}
-        return {"source": str(found.directory), "digest": found.digest, "seed": SEED,
-                "task": "label = class of the one item of three whose class is unique; 2x2 grid of 28 px cells, "
-                        "one cell empty", "classes": list(CLASSES), **counts}
+        counts = {split: _write_split(tmp / split, found, split, grid) for split in SPLITS}
+        return {"source": str(found.directory), "digest": found.digest, "seed": SEED, "grid": grid,
+                "task": f"label = class of the one item of three whose class is unique; {grid}x{grid} grid of "
+                        f"28 px cells, {grid * grid - 3} empty", "classes": list(CLASSES), **counts}
 
     return write_once(root, MARKER, build)
 
 
-def composites(images: np.ndarray, labels: np.ndarray, per_class: int,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """`per_class` odd-one-out canvases per class: (canvases N x 56 x 56 uint8, labels N).
+def composites(images: np.ndarray, labels: np.ndarray, per_class: int, rng: np.random.Generator,
+               grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:
+    """`per_class` odd-one-out canvases per class: (canvases N x 28·grid x 28·grid uint8, labels N).
 
-    The pair's class is uniform over the other nine; the three photos are distinct draws; the empty cell and
-    the odd photo's cell are uniform, so neither position nor count of items gives the label away.
+    The pair's class is uniform over the other nine; the three photos are distinct draws; the empty cells and
+    the odd photo's cell are uniform, so neither position nor count of items gives the label away. A wider
+    grid multiplies the layouts (12 on 2x2, 252 on 3x3): a convolution learns each cell-to-cell offset apart,
+    a pairwise block (NL) compares by content wherever the photos sit.
     """
+    if grid < 2:
+        raise ValueError(f"grid {grid!r}: three photos need at least a 2x2 grid")
     by_class = [np.flatnonzero(labels == c) for c in range(len(CLASSES))]
-    canvases = np.zeros((per_class * len(CLASSES), SIZE, SIZE), dtype=np.uint8)
+    size = grid * CELL
+    canvases = np.zeros((per_class * len(CLASSES), size, size), dtype=np.uint8)
     odd_labels = np.repeat(np.arange(len(CLASSES)), per_class)
     for i, odd in enumerate(odd_labels):
         pair = (odd + 1 + rng.integers(len(CLASSES) - 1)) % len(CLASSES)
         photos = [rng.choice(by_class[odd]), *rng.choice(by_class[pair], size=2, replace=False)]
-        cells = rng.permutation(4)[:3]
+        cells = rng.permutation(grid * grid)[:3]
         for photo, cell in zip(photos, cells, strict=True):
-            y, x = divmod(int(cell), 2)
+            y, x = divmod(int(cell), grid)
             canvases[i, y * CELL:(y + 1) * CELL, x * CELL:(x + 1) * CELL] = images[photo]
     return canvases, odd_labels
 
 
-def _write_split(folder: Path, found: FashionSource, split: str) -> int:
+def _write_split(folder: Path, found: FashionSource, split: str, grid: int) -> int:
     images, labels = read_idx(found.files[SPLITS[split], "images"]), read_idx(found.files[SPLITS[split], "labels"])
     rng = np.random.default_rng([SEED, list(SPLITS).index(split)])
-    canvases, odd = composites(images, labels, PER_CLASS[split], rng)
+    canvases, odd = composites(images, labels, PER_CLASS[split], rng, grid)
     for name in CLASSES:
         (folder / name).mkdir(parents=True, exist_ok=True)
     for i, (pixels, label) in enumerate(zip(canvases, odd, strict=True)):
