@@ -45,7 +45,7 @@ from device_runs import done_runs, plan_line, repeated, runs_in  # benchmarks/ i
 from search_space import ArchSpec
 from studies import config as study_config
 from studies import seeding
-from studies.fidelity_stats import indistinguishable, pooled_sigma, rank_agreement
+from studies.fidelity_stats import indistinguishable, interval_text, pooled_sigma, rank_agreement
 from studies.records import Status, TrialRecord, pick, record
 from trainer import Schedule, SubsetSpec, proxy_train, single_run
 
@@ -194,7 +194,7 @@ def print_search(search: dict) -> None:
     tau = search["truth_tau"]
     print(f"search {search['study']}: trained {search['trained']} of {search['architectures']} architectures, "
           f"{search['runs']} runs; seed sigma {sigma}; front tolerance {search['gflops_tol']:.0%}; Kendall tau of "
-          f"its means vs the truth {tau['value']:+.2f} [{tau['low']:+.2f}, {tau['high']:+.2f}]")
+          f"its means vs the truth {interval_text(tau)}")
     print(f"  {'architecture':<14} {'top-1':>6} {'± se':>5} {'seeds':>5} {'GFLOPs':>7} {'truth (rank)':>13}  place")
     for r in search["rows"]:
         print(f"  {r['short']:<14} {100 * r['top1']:5.1f}% {100 * (r['se'] or 0):5.1f} {r['seeds']:5d} "
@@ -295,7 +295,7 @@ def main() -> None:
         print(f"  {r['name']:<40} {100 * r['mean']:6.1f}% {100 * r['se']:6.2f} "
               f"{r['gap_to_plain_in_sigma']:+13.1f} {r['gflops']:7.3f}  {'*' if r['best'] else ''}")
     for pair, tau in out["one_run_tau"].items():
-        print(f"  one run, Kendall tau {pair}: {tau['value']:+.2f} [{tau['low']:+.2f}, {tau['high']:+.2f}]")
+        print(f"  one run, Kendall tau {pair}: {interval_text(tau)}")
 
 
 if __name__ == "__main__":

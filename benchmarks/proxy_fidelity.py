@@ -25,7 +25,7 @@ from statistics import fmean
 import numpy as np
 
 from search_space import STAGES, ArchSpec
-from studies.fidelity_stats import pooled_sigma, rank_agreement, spread_to_noise
+from studies.fidelity_stats import interval_text, pooled_sigma, rank_agreement, spread_to_noise
 
 DEFAULT = Path(__file__).parent / "tabular" / "table.csv"
 
@@ -111,16 +111,16 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    fmt = lambda d: f"{d['value']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]" if d["value"] is not None else "n/a"  # noqa: E731
     print(f"{len(ids)} architectures x seeds {seeds}, {last} epochs ({args.table})")
-    print(f"seed-to-seed at epoch {last} (ceiling): tau {fmt(out['seed_to_seed_at_last']['kendall_tau'])}, "
-          f"rho {fmt(out['seed_to_seed_at_last']['spearman_rho'])}")
+    print(f"seed-to-seed at epoch {last} (ceiling): tau {interval_text(out['seed_to_seed_at_last']['kendall_tau'])}, "
+          f"rho {interval_text(out['seed_to_seed_at_last']['spearman_rho'])}")
     print(f"seed sigma at epoch {last}: {100 * out['seed_sigma_at_last']:.2f} points; spread of architecture "
           f"means / sigma = {out['spread_over_sigma_at_last']:.2f}")
     print("epoch  tau(seed A @e, seed B @last)   rho                 tau(mean @e, mean @last)")
     for row in out["by_epoch"]:
-        print(f"{row['epoch']:>5}  {fmt(row['cross_seed']['kendall_tau']):<29} "
-              f"{fmt(row['cross_seed']['spearman_rho']):<19} {fmt(row['seed_mean']['kendall_tau'])}")
+        cross, mean = row["cross_seed"], row["seed_mean"]
+        print(f"{row['epoch']:>5}  {interval_text(cross['kendall_tau']):<29} "
+              f"{interval_text(cross['spearman_rho']):<19} {interval_text(mean['kendall_tau'])}")
     print("stage kind   n  effect on final top-1 vs none (points, 95% interval)")
     for row in out["stage_effects"]:
         sign = "beyond noise" if row["low"] > 0 or row["high"] < 0 else "within noise"

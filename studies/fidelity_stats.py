@@ -31,6 +31,16 @@ class Interval:
         return {k: (None if math.isnan(v) else v) for k, v in asdict(self).items()}
 
 
+def interval_text(stat: Mapping[str, float | None]) -> str:
+    """`+0.47 [+0.11, +0.79]` from an Interval's dict: "n/a" where the value is undefined, and the value alone
+    where the interval is (fewer than 3 pairs), so a table of two architectures still prints."""
+    if stat.get("value") is None:
+        return "n/a"
+    if stat.get("low") is None or stat.get("high") is None:
+        return f"{stat['value']:+.2f}"
+    return f"{stat['value']:+.2f} [{stat['low']:+.2f}, {stat['high']:+.2f}]"
+
+
 def _nan_safe(fn, x: np.ndarray, y: np.ndarray) -> float:
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return math.nan

@@ -11,6 +11,7 @@ from studies.fidelity_stats import (
     binomial_se,
     front_retention,
     indistinguishable,
+    interval_text,
     pooled_sigma,
     rank_agreement,
     seed_sigma,
@@ -49,6 +50,15 @@ def test_all_tied_values_are_undefined_not_a_number_made_up() -> None:
     agreement = rank_agreement([0.5, 0.5, 0.5], [0.1, 0.2, 0.3], resamples=50)
     assert math.isnan(agreement["kendall_tau"].value)
     assert agreement["kendall_tau"].to_dict()["value"] is None
+
+
+def test_interval_text_prints_what_is_defined() -> None:
+    """Two architectures have a tau but no bootstrap interval; known_answer.py crashed printing one."""
+    two = rank_agreement([0.60, 0.61], [0.62, 0.59], resamples=50)["kendall_tau"].to_dict()
+    assert two["low"] is None and interval_text(two) == "-1.00"
+    six = rank_agreement([0.61, 0.70, 0.65, 0.80, 0.72, 0.55], [0.71, 0.80, 0.75, 0.90, 0.82, 0.65], resamples=50)
+    assert interval_text(six["kendall_tau"].to_dict()) == "+1.00 [+1.00, +1.00]"
+    assert interval_text(rank_agreement([0.5, 0.5, 0.5], [0.1, 0.2, 0.3])["kendall_tau"].to_dict()) == "n/a"
 
 
 def test_mismatched_lengths_are_refused() -> None:
