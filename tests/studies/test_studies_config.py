@@ -19,6 +19,13 @@ def test_shipped_examples_are_valid(name: str) -> None:
     assert from_dict(config.to_dict()) == replace(config, source=None)  # what the study stores reads back the same
 
 
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].glob("benchmarks/*.toml")), ids=lambda p: p.name)
+def test_benchmark_study_variants_are_valid(path: Path) -> None:
+    """The benchmarks' variants of the examples are only read by scripts RESULTS.md cites: keep them loadable."""
+    config = read_file(path)
+    assert config.name == path.stem and config.space.size() > 1
+
+
 def test_yaml_study_and_command_line_overrides(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("name: y\ntrials: 5\nobjectives: {params: true, max_gflops: 3}\nwandb: {mode: offline}\n")
