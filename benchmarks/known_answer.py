@@ -288,14 +288,29 @@ def main() -> None:
         return
     also = f" + {sum(map(len, pooled.values())) - sum(map(len, runs.values()))} runs of {', '.join(args.also)}" \
         if args.also else ""
-    print(f"{config.name}: {len(specs)} architectures x seeds {list(seeds)}{also}, {args.epochs} epochs; seed sigma "
-          f"{100 * sigma:.2f} pts, spread/noise {spread:.2f}; {out['seconds']:.0f} s")
+    print(f"{config.name}: {len(specs)} architectures x seeds {list(seeds)}{also}, {args.epochs} epochs; "
+          f"{noise_text(sigma, spread)}; {out['seconds']:.0f} s")
     print(f"  {'architecture':<40} {'mean':>7} {'± se':>6} {'vs plain (σ)':>13} {'GFLOPs':>7}  best")
     for r in rows:
-        print(f"  {r['name']:<40} {100 * r['mean']:6.1f}% {100 * r['se']:6.2f} "
-              f"{r['gap_to_plain_in_sigma']:+13.1f} {r['gflops']:7.3f}  {'*' if r['best'] else ''}")
+        print(row_text(r))
     for pair, tau in out["one_run_tau"].items():
         print(f"  one run, Kendall tau {pair}: {interval_text(tau)}")
+
+
+def noise_text(sigma: float, spread: float) -> str:
+    """The table's noise figures; one seed per architecture measures none, and says how to get them."""
+    if not math.isfinite(sigma):
+        return "seed sigma not measured (one run per architecture; --seeds 2 or more measures it)"
+    return f"seed sigma {100 * sigma:.2f} pts, spread/noise {spread:.2f}"
+
+
+def row_text(row: dict) -> str:
+    """One architecture's line; a figure that needs the seed sigma shows as "-" without it."""
+    se = f"{100 * row['se']:6.2f}" if math.isfinite(row["se"]) else f"{'-':>6}"
+    gap = row["gap_to_plain_in_sigma"]
+    gap_text = f"{gap:+13.1f}" if math.isfinite(gap) else f"{'-':>13}"
+    return (f"  {row['name']:<40} {100 * row['mean']:6.1f}% {se} {gap_text} {row['gflops']:7.3f}  "
+            f"{'*' if row['best'] else ''}")
 
 
 if __name__ == "__main__":

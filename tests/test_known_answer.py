@@ -11,7 +11,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
-from known_answer import ground_truth, pooled_runs, run_line  # noqa: E402
+from known_answer import ground_truth, noise_text, pooled_runs, row_text, run_line  # noqa: E402
 
 from studies.records import Status, TrialRecord  # noqa: E402
 
@@ -61,3 +61,15 @@ def test_no_file_is_counted_twice(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="already in the truth"):
         pooled_runs({"a": [0.6]}, [other, tmp_path / "." / "other.jsonl"], exclude=None, runs_file=truth)
     assert pooled_runs({"a": [0.6]}, [other], exclude=None, runs_file=truth)["a"] == [0.6, 0.6]
+
+
+def test_one_seed_prints_dashes_not_nan_and_says_how_to_measure_the_noise() -> None:
+    row = {"name": "r18-c5:nl", "mean": 0.931, "se": float("nan"), "gap_to_plain_in_sigma": float("nan"),
+           "gflops": 1.847, "best": False}
+    line, header = row_text(row), noise_text(float("nan"), float("nan"))
+    assert "nan" not in line + header
+    assert line.split() == ["r18-c5:nl", "93.1%", "-", "-", "1.847"]
+    assert "--seeds 2" in header
+    measured = row_text({**row, "se": 0.0089, "gap_to_plain_in_sigma": 1.1, "best": True})
+    assert "0.89" in measured and "+1.1" in measured and measured.rstrip().endswith("*")
+    assert noise_text(0.0126, 0.6) == "seed sigma 1.26 pts, spread/noise 0.60"
