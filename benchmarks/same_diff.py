@@ -22,10 +22,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from trainer.fashion import CLASSES, FashionSource, find_source, read_idx
-from trainer.trees import write_once
+from trainer.fashion import CLASSES, FashionSource, find_source, read_split
+from trainer.trees import write_once, write_pngs
 
 MARKER = "attnas-same-diff.json"
 SEED = 0
@@ -64,14 +63,9 @@ def write_tree(root: str | Path, found: FashionSource) -> Path:
     def build(tmp: Path) -> dict:
         counts = {}
         for index, split in enumerate(PER_LABEL):
-            images = read_idx(found.files[split, "images"])
-            labels = read_idx(found.files[split, "labels"])
-            pixels, same = canvases(images, labels, PER_LABEL[split], np.random.default_rng([SEED, index]))
-            for name in LABELS:
-                (tmp / split / name).mkdir(parents=True, exist_ok=True)
-            for i, (canvas, label) in enumerate(zip(pixels, same, strict=True)):
-                Image.fromarray(canvas).save(tmp / split / LABELS[label] / f"{i:05d}.png", compress_level=1)
-            counts[split] = len(same)
+            images, labels = read_split(found, split)
+            rng = np.random.default_rng([SEED, index])
+            counts[split] = write_pngs(tmp / split, *canvases(images, labels, PER_LABEL[split], rng), LABELS)
         return {"source": str(found.directory), "digest": found.digest, "seed": SEED, "classes": list(LABELS),
                 "task": "two photos of one class on a 64 px canvas; same = the second is the first again", **counts}
 

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from trainer.subsets import DataError
-from trainer.trees import write_once
+from trainer.trees import write_once, write_pngs
 
 FASHION = "fashion-mnist"  # the built-in name, as in a study's data.root
 MARKER = "attnas-fashion-mnist.json"
@@ -102,13 +101,14 @@ def write_fashion_tree(root: str | Path, source: str | Path | None = None) -> Pa
     return write_once(root, MARKER, build)
 
 
-def _write_split(folder: Path, found: FashionSource, split: str) -> int:
+def read_split(found: FashionSource, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One official split's images (N x 28 x 28) and labels (N), checked to belong together."""
     images, labels = read_idx(found.files[split, "images"]), read_idx(found.files[split, "labels"])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels) or labels.max(initial=0) >= len(CLASSES):
         raise DataError(f"fashion-mnist: the {split} images and labels do not match (shapes {images.shape}, "
                         f"{labels.shape}); {HINT}")
-    for name in CLASSES:
-        (folder / name).mkdir(parents=True, exist_ok=True)
-    for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
-        Image.fromarray(pixels).save(folder / CLASSES[label] / f"{i:05d}.png", compress_level=1)
-    return len(labels)
+    return images, labels
+
+
+def _write_split(folder: Path, found: FashionSource, split: str) -> int:
+    return write_pngs(folder, *read_split(found, split), CLASSES)

@@ -21,10 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from trainer.fashion import CLASSES, FashionSource, read_idx
-from trainer.trees import write_once
+from trainer.fashion import CLASSES, FashionSource, read_split
+from trainer.trees import write_once, write_pngs
 
 ODD = "fashion-odd"  # the built-in name, as in a study's data.root
 MARKER = "attnas-fashion-odd.json"
@@ -74,11 +73,6 @@ def composites(images: np.ndarray, labels: np.ndarray, per_class: int, rng: np.r
 
 
 def _write_split(folder: Path, found: FashionSource, split: str, grid: int) -> int:
-    images, labels = read_idx(found.files[SPLITS[split], "images"]), read_idx(found.files[SPLITS[split], "labels"])
+    images, labels = read_split(found, SPLITS[split])
     rng = np.random.default_rng([SEED, list(SPLITS).index(split)])
-    canvases, odd = composites(images, labels, PER_CLASS[split], rng, grid)
-    for name in CLASSES:
-        (folder / name).mkdir(parents=True, exist_ok=True)
-    for i, (pixels, label) in enumerate(zip(canvases, odd, strict=True)):
-        Image.fromarray(pixels).save(folder / CLASSES[label] / f"{i:05d}.png", compress_level=1)
-    return len(odd)
+    return write_pngs(folder, *composites(images, labels, PER_CLASS[split], rng, grid), CLASSES)

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from filelock import FileLock
+from PIL import Image
 
 SPLITS = ("train", "val")
 
@@ -41,3 +43,12 @@ def write_once(root: str | Path, marker: str, build: Callable[[Path], dict[str, 
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def write_pngs(folder: Path, images: np.ndarray, labels: np.ndarray, names: tuple[str, ...] | list[str]) -> int:
+    """`folder/<names[label]>/<index>.png` for each image: the one layout every built-in tree's splits share."""
+    for name in names:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        Image.fromarray(pixels).save(folder / names[label] / f"{i:05d}.png", compress_level=1)
+    return len(labels)
