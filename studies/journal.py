@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 #: bytes by an append that did not check for them.
 RECORD_START = b'{"op_code"'
 TAIL_CHUNK = 1 << 16
+#: Seconds a journal lock may stay unchanged before a waiting process breaks it: Optuna's default, which plain
+#: Optuna processes on the same file use too; the override exists for tests.
+LOCK_GRACE_S = int(os.environ.get("ATTNAS_LOCK_GRACE_S", "30"))
 #: The two public lock classes of Optuna's file backend (their common base class is not exported).
 Lock = JournalFileSymlinkLock | JournalFileOpenLock
 #: The records an `exclusive` block gathers into one append: attribute writes, which return nothing and whose
@@ -87,18 +91,43 @@ class RepairReport:
 
 
 def lock_for(path: Path) -> Lock:
-    """The lock Optuna's JournalFileBackend uses by default for this file (a `<file>.lock` symlink)."""
-    return JournalFileSymlinkLock(str(path))
+    """The lock Optuna's JournalFileBackend uses by default for this file (a `<file>.lock` symlink), with its
+    grace before a lock left unchanged is broken (Optuna's 30 s unless a test shortens it)."""
+    return JournalFileSymlinkLock(str(path), grace_period=LOCK_GRACE_S)
 
 
 @contextmanager
 def locked(lock: Lock) -> Iterator[None]:
-    """Hold a journal lock (acquire/release are the lock classes' public methods)."""
+    """Hold a journal lock (acquire/release are the lock classes' public methods).
+
+    Why the release is checked: Optuna breaks a lock left unchanged for 30 s (its grace), so a holder that was
+    stopped that long (SIGSTOP, a suspended Slurm job, a paused VM) wakes without it, and another process may
+    hold it by then. Optuna's release would delete that process's lock, or raise "did not possess lock" and
+    fail the trial being written. Here the holder leaves a lock that is not its own alone, says so in one line
+    and carries on: its appends were whole records, and its trial's lease (studies.liveness) decides whether
+    its work still counts.
+    """
     lock.acquire()
+    mine = _lock_identity(lock)
     try:
         yield
     finally:
-        lock.release()
+        if mine is None or _lock_identity(lock) == mine:
+            lock.release()
+        else:
+            print(f"warning: the journal lock {getattr(lock, '_lock_file', '')} was broken while this process held "
+                  f"it (it was stopped for longer than the {LOCK_GRACE_S} s lock grace); what it wrote stands, and it "
+                  "carries on without releasing a lock that is no longer its own", file=sys.stderr, flush=True)
+
+
+def _lock_identity(lock: Lock) -> tuple[int, int] | None:
+    """The lock file this lock stands on, as (inode, change time): a lock broken and taken again by another
+    process is another file, even on a file system that reuses the inode number. None: not there, or a lock
+    class whose file is unknown."""
+    with contextlib.suppress(AttributeError, OSError):
+        st = os.lstat(lock._lock_file)  # both Optuna lock classes keep it there (pinned in tests/studies)
+        return st.st_ino, st.st_ctime_ns
+    return None
 
 
 def readable(line: bytes) -> bool:

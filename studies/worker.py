@@ -291,11 +291,11 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
             _tell(ctx, study, trial, record)
         hooks.on_end(log.ended(record, ctx.config))
         return record["outcome"], None
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return None, None  # declared dead by another worker while slow; its retry owns the slot now
+    except optuna.exceptions.UpdateFinishedTrialError:  # a write refused: declared dead while this was slow
+        _taken_over(trial, "its write was refused")
+        return None, None
     except trainer.Cancelled as exc:  # noticed at a beat (studies.liveness): stopped, nothing told or written
-        print(f"note: trial {trial.number} was declared dead by another worker (no heartbeat for over "
-              f"{st.GRACE_S} s); {exc}, its retry owns it now", file=sys.stderr, flush=True)
+        _taken_over(trial, str(exc))
         return None, None
     except KeyboardInterrupt:
         _fail(ctx, study, trial, record, "interrupted", requeue=True)
@@ -307,6 +307,12 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
         _fail(ctx, study, trial, record, message, requeue=False)
         hooks.on_end(log.ended(record, ctx.config, outcome="failed", error=message))
         return None, message
+
+
+def _taken_over(trial: optuna.Trial, what: str) -> None:
+    """The one line a cluster user finds in this worker's log when its trial went to another worker."""
+    print(f"note: trial {trial.number} was declared dead by another worker (no heartbeat for over {st.GRACE_S} s); "
+          f"{what}, its retry owns it now", file=sys.stderr, flush=True)
 
 
 def seed_job(study: optuna.Study, trial: FrozenTrial) -> tuple[int, int] | None:

@@ -82,6 +82,29 @@ def test_optuna_file_format_and_lock_are_the_ones_attnas_writes_with(tmp_path: P
     assert theirs.stat().st_size > size
 
 
+@pytest.mark.parametrize("taken_again", [True, False], ids=["taken-again", "left-free"])
+def test_a_holder_whose_lock_was_broken_leaves_the_new_lock_alone(tmp_path: Path, capsys, taken_again: bool) -> None:
+    """A holder stopped past the lock grace wakes without its lock: Optuna broke it (unlinked the symlink) and
+    another process may hold a new one. Leaving the block must neither delete that lock nor raise (Optuna's
+    release does one or the other); it warns in one line."""
+    path = tmp_path / "study.log"
+    journal_with_trials(path, 1)
+    ours, theirs = journal.lock_for(path), journal.lock_for(path)
+    lock_file = Path(f"{path}.lock")
+    with journal.locked(ours):
+        os.unlink(lock_file)  # what a waiting process does once the grace is over
+        if taken_again:
+            theirs.acquire()
+    assert lock_file.is_symlink() == taken_again  # the new holder keeps its lock
+    warning = capsys.readouterr().err
+    assert "was broken while this process held it" in warning and str(lock_file) in warning, warning
+    if taken_again:
+        theirs.release()
+    with journal.locked(ours):  # the lock works as before, and a normal release says nothing
+        assert lock_file.is_symlink()
+    assert not lock_file.exists() and capsys.readouterr().err == ""
+
+
 def test_torn_tail_is_healed_on_open_and_the_study_continues(tmp_path: Path, caplog) -> None:
     path = tmp_path / "study.log"
     journal_with_trials(path, 3)

@@ -283,6 +283,9 @@ def test_a_woken_worker_whose_trial_was_retried_stops_training_it_at_once(tmp_pa
                                           if t.system_attrs.get("failed_trial") == stopped]:
         time.sleep(0.2)
     frozen.send_signal(signal.SIGCONT)
+    if time.time() >= deadline:
+        other.kill()
+        pytest.fail(f"no worker failed and retried the frozen worker's trial {stopped} in 90 s")
     finish(other)
     _, stderr = frozen.communicate(timeout=60)
     assert frozen.returncode == 0, stderr
@@ -296,3 +299,56 @@ def test_a_woken_worker_whose_trial_was_retried_stops_training_it_at_once(tmp_pa
     trials = _check_exact(_open(url, name), 1)
     assert trials[stopped].state == TrialState.FAIL and "attnas" in trials[stopped].user_attrs
     assert trials[stopped].user_attrs["attnas"].get("outcome") is None  # the stopped worker told nothing
+
+
+def _freeze_holding_the_lock(worker: subprocess.Popen, journal_file: Path, name: str, epochs: int) -> int:
+    """SIGSTOP `worker` while it holds the journal's lock (`<file>.lock` is there once it is frozen) inside a
+    trial; returns the trial's number. Each append holds the lock for a few milliseconds: the lock file is
+    watched, not guessed at."""
+    lock, runs = Path(f"{journal_file}.lock"), Path(".attnas") / name / "runs"
+    storage = st.open_storage(st.parse(f"journal://{journal_file}"))
+    deadline = time.monotonic() + 120
+    while worker.poll() is None and time.monotonic() < deadline:
+        if not lock.is_symlink():
+            continue
+        worker.send_signal(signal.SIGSTOP)
+        while not _stopped(worker.pid) and worker.poll() is None:
+            time.sleep(0.001)
+        number = _training(storage, name, runs, epochs) if lock.is_symlink() else None
+        if number is not None:
+            return number
+        worker.send_signal(signal.SIGCONT)
+    worker.kill()
+    pytest.fail(f"the worker was never caught holding the journal lock in a trial (exit status {worker.poll()})")
+
+
+@pytest.mark.slow
+def test_a_worker_stopped_holding_the_journal_lock_wakes_to_a_retried_trial_and_says_so(
+        tmp_path: Path, tiny_study, attnas_popen) -> None:
+    """A worker frozen (SIGSTOP, a suspended Slurm job) while it holds the journal's lock: another worker breaks
+    the lock after its grace, fails the trial and retries it. The woken worker must not release (delete) a lock
+    that is no longer its own, nor fail the trial over it ("did not possess lock"): it warns, notes that the
+    trial was taken over, and exits 0; the study ends with its one slot."""
+    env = {**FAST_HEARTBEAT, "ATTNAS_LOCK_GRACE_S": "3"}
+    log, name = tmp_path / "held.log", f"held-{uuid.uuid4().hex[:8]}"
+    path = tiny_study(f"journal://{log}", trials=1, epochs=8, kinds='["none"]', name=name)
+    frozen = attnas_popen("worker", str(path), "--no-wandb", **env)
+    stopped = _freeze_holding_the_lock(frozen, log, name, epochs=8)
+    other = attnas_popen("worker", str(path), "--no-wandb", **env)
+    deadline = time.time() + 120
+    while time.time() < deadline and not [t for t in _open(str(log), name).get_trials()
+                                          if t.system_attrs.get("failed_trial") == stopped]:
+        time.sleep(0.2)
+    frozen.send_signal(signal.SIGCONT)
+    if time.time() >= deadline:
+        other.kill()
+        pytest.fail(f"no worker broke the lock and retried the frozen worker's trial {stopped} in 120 s")
+    finish(other)
+    _, stderr = frozen.communicate(timeout=60)
+    assert frozen.returncode == 0, stderr
+    assert f"journal lock {log}.lock was broken while this process held it" in stderr, stderr
+    assert f"trial {stopped} was declared dead by another worker" in stderr, stderr
+    assert "did not possess lock" not in stderr
+    trials = _check_exact(_open(str(log), name), 1)
+    assert trials[stopped].state == TrialState.FAIL
+    assert trials[stopped].user_attrs["attnas"].get("outcome") is None  # the woken worker told nothing
