@@ -67,7 +67,9 @@ class EpochEnded:
 
 @dataclass(frozen=True)
 class TrialEnded:
-    """A trial's end: outcome (trained, stopped, diverged, over_budget, reused, failed, interrupted)."""
+    """A trial's end: outcome (trained, stopped, diverged, over_budget, reused, failed, interrupted), or
+    taken_over (declared dead by another worker while this one was frozen or slow; this worker stored nothing,
+    its retry owns the trial; an event outcome only, never a stored one)."""
 
     kind: ClassVar[str] = "trial_end"
     trial: int

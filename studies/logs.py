@@ -110,14 +110,15 @@ def _ended(e: TrialEnded) -> str:
         body = f"loss not finite after {e.epochs} epoch(s) {took}"
     elif e.outcome == "interrupted":
         body = f"after {duration(e.seconds)}: queued again, its checkpoint kept"
-    elif e.outcome == "failed":
+    elif e.outcome in ("failed", "taken_over"):
         body = f"after {duration(e.seconds)}: {_one_line(e.error or 'no error recorded')}"
     else:  # trained, stopped
         noise = f" ± {100 * e.se:.1f} pts" if e.se is not None else ""
         stopped = f" (stopped early at epoch {e.epochs})" if e.outcome == "stopped" else ""
         resumed = f", resumed at epoch {e.start_epoch + 1}" if e.start_epoch else ""
         body = f"top-1 {100 * (e.top1 or 0):.1f}%{noise}{stopped} {took}{resumed}"
-    error = f"; error: {_one_line(e.error)}" if e.error and e.outcome not in ("failed", "interrupted") else ""
+    error = f"; error: {_one_line(e.error)}" if e.error and e.outcome not in ("failed", "interrupted", "taken_over") \
+        else ""
     return f"{head} {body}{error}"
 
 

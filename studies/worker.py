@@ -292,10 +292,10 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
         hooks.on_end(log.ended(record, ctx.config))
         return record["outcome"], None
     except optuna.exceptions.UpdateFinishedTrialError:  # a write refused: declared dead while this was slow
-        _taken_over(trial, "its write was refused")
+        hooks.on_end(_taken_over(log, record, ctx, "its write was refused"))
         return None, None
     except trainer.Cancelled as exc:  # noticed at a beat (studies.liveness): stopped, nothing told or written
-        _taken_over(trial, str(exc))
+        hooks.on_end(_taken_over(log, record, ctx, str(exc)))
         return None, None
     except KeyboardInterrupt:
         _fail(ctx, study, trial, record, "interrupted", requeue=True)
@@ -309,10 +309,12 @@ def run_trial(ctx: Context, study: optuna.Study, trial: optuna.Trial, hooks: Hoo
         return None, message
 
 
-def _taken_over(trial: optuna.Trial, what: str) -> None:
-    """The one line a cluster user finds in this worker's log when its trial went to another worker."""
-    print(f"note: trial {trial.number} was declared dead by another worker (no heartbeat for over {st.GRACE_S} s); "
-          f"{what}, its retry owns it now", file=sys.stderr, flush=True)
+def _taken_over(log: events.TrialLog, record: dict[str, Any], ctx: Context, what: str) -> events.TrialEnded:
+    """A trial another worker declared dead: a `note:` on stderr (beside the worker's warnings), and the trial's
+    end event, so that the log a cluster user reads closes every trial it opened."""
+    why = f"declared dead by another worker (no heartbeat for over {st.GRACE_S} s); {what}, its retry owns it now"
+    print(f"note: trial {log.number} was {why}", file=sys.stderr, flush=True)
+    return log.ended(record, ctx.config, outcome="taken_over", error=why)
 
 
 def seed_job(study: optuna.Study, trial: FrozenTrial) -> tuple[int, int] | None:

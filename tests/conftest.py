@@ -148,11 +148,12 @@ def attnas(attnas_exe, cli_env):
 
 @pytest.fixture(scope="session")
 def attnas_popen(attnas_exe, cli_env):
-    """A function(*args, **env) starting the real `attnas` command in the background (stderr piped)."""
+    """A function(*args, log=False, **env) starting the real `attnas` command in the background (stderr piped;
+    stdout too with `log=True`, for a short run whose log is read at its end: a long one would fill the pipe)."""
     import subprocess
 
-    def start(*args: str, **env: str) -> subprocess.Popen:
-        return subprocess.Popen([*attnas_exe, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                env=cli_env(**env))
+    def start(*args: str, log: bool = False, **env: str) -> subprocess.Popen:
+        return subprocess.Popen([*attnas_exe, *args], stdout=subprocess.PIPE if log else subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, env=cli_env(**env))
 
     return start

@@ -332,7 +332,7 @@ def test_a_worker_stopped_holding_the_journal_lock_wakes_to_a_retried_trial_and_
     env = {**FAST_HEARTBEAT, "ATTNAS_LOCK_GRACE_S": "3"}
     log, name = tmp_path / "held.log", f"held-{uuid.uuid4().hex[:8]}"
     path = tiny_study(f"journal://{log}", trials=1, epochs=8, kinds='["none"]', name=name)
-    frozen = attnas_popen("worker", str(path), "--no-wandb", **env)
+    frozen = attnas_popen("worker", str(path), "--no-wandb", log=True, **env)
     stopped = _freeze_holding_the_lock(frozen, log, name, epochs=8)
     other = attnas_popen("worker", str(path), "--no-wandb", **env)
     deadline = time.time() + 120
@@ -344,11 +344,16 @@ def test_a_worker_stopped_holding_the_journal_lock_wakes_to_a_retried_trial_and_
         other.kill()
         pytest.fail(f"no worker broke the lock and retried the frozen worker's trial {stopped} in 120 s")
     finish(other)
-    _, stderr = frozen.communicate(timeout=60)
+    stdout, stderr = frozen.communicate(timeout=60)
     assert frozen.returncode == 0, stderr
     assert f"journal lock {log}.lock was broken while this process held it" in stderr, stderr
     assert f"trial {stopped} was declared dead by another worker" in stderr, stderr
-    assert "did not possess lock" not in stderr
+    assert "did not possess lock" not in stderr + stdout
+    # its log (stdout: a Slurm task's .out file) closes the trial it opened, and counts no failure
+    start = stdout.index(f"trial {stopped} start ")
+    assert re.search(rf"trial {stopped} end taken_over r18-\S+ after [\d.]+s: declared dead by another worker",
+                     stdout[start:]), stdout
+    assert stdout.rstrip().endswith("end: ran 1 trial(s), 0 failed"), stdout
     trials = _check_exact(_open(str(log), name), 1)
     assert trials[stopped].state == TrialState.FAIL
     assert trials[stopped].user_attrs["attnas"].get("outcome") is None  # the woken worker told nothing
