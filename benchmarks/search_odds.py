@@ -1,7 +1,7 @@
 """How often would the known-answer example's search put the known answer on its front, under a given proxy?
 
 Usage: .venv/bin/python benchmarks/search_odds.py [STUDY.toml] --truth FILE.jsonl ... --proxy FILE.jsonl[@EPOCHS] ...
-           [--max-seeds K] [--fixed] [--sims N] [--gflops-tol T] [--plug-in] [--json]
+           [--max-seeds K] [--fixed] [--sims N] [--gflops-tol T] [--plug-in] [--own-sigma] [--json]
 
 One real search is one draw: with a proxy whose seed noise is as large as the truth's gaps, a search that
 puts the truth's best on its front (or misses it) says little about the next one. This replays the study's
@@ -72,14 +72,15 @@ def pooled(sources: list[str]) -> dict[str, list[float]]:
     return runs
 
 
-def one_search(means: dict[str, float], sigma: float, gflops: dict[str, float], images: int, max_seeds: int,
-               gflops_tol: float, rng: np.random.Generator, fixed: bool = False
+def one_search(means: dict[str, float], sigma: float | dict[str, float], gflops: dict[str, float], images: int,
+               max_seeds: int, gflops_tol: float, rng: np.random.Generator, fixed: bool = False
                ) -> tuple[set[str], set[str], float, str]:
     """(shown front, contenders, runs per architecture, the shown front's most accurate member) of one simulated
     search: `seeds = "auto"` with `max_seeds`, or (`fixed`) `seeds = max_seeds` for every architecture. The last
     is what a user of a flat-cost space reads off the front as "the answer", so it is the test that still means
     something when the truth's best is a tie of several placements, of which a front shows one."""
-    pools = {n: list(m + sigma * rng.standard_normal(max_seeds)) for n, m in means.items()}
+    spread = sigma if isinstance(sigma, dict) else dict.fromkeys(means, sigma)  # each architecture's own σ, or one
+    pools = {n: list(m + spread[n] * rng.standard_normal(max_seeds)) for n, m in means.items()}
     used = pools if fixed else auto_runs(pools, gflops, images)
     rs = [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, spec_name=n, top1=fmean(v), gflops=gflops[n],
                       params=1, seeds=tuple(v) if len(v) > 1 else ()) for i, (n, v) in enumerate(used.items())]
@@ -104,6 +105,9 @@ def main() -> None:
     parser.add_argument("--gflops-tol", type=float, default=GFLOPS_TOL)
     parser.add_argument("--plug-in", action="store_true", help="take the measured proxy means as its true ones")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--own-sigma", action="store_true", help="draw each architecture's runs with the seed sigma "
+                        "of its own measured runs, not the pooled one (the search's rule still pools): whether "
+                        "unequal noise explains real searches missing more often than the pooled model says")
     args = parser.parse_args()
     config = study_config.read_file(args.study)
     max_seeds = args.max_seeds or config.schedule.max_seeds or 1
@@ -113,6 +117,7 @@ def main() -> None:
     if missing := sorted(set(specs) - set(proxy)):
         raise SystemExit(f"--proxy: no runs of {len(missing)} of the study's architectures, e.g. {missing[0]}")
     sigma = pooled_sigma(proxy)
+    own = {n: float(np.std(v, ddof=1)) for n, v in proxy.items()} if args.own_sigma else None
     from objectives import measure
 
     gflops = {n: measure(s, config.objectives.resolution).gflops for n, s in specs.items()}
@@ -125,9 +130,10 @@ def main() -> None:
     only_best = top_best = 0
     cost = []
     for _ in range(args.sims):
-        means = {n: fmean(v) + (0 if args.plug_in else sigma / math.sqrt(len(v)) * rng.standard_normal())
+        spread = own or dict.fromkeys(proxy, sigma)
+        means = {n: fmean(v) + (0 if args.plug_in else spread[n] / math.sqrt(len(v)) * rng.standard_normal())
                  for n, v in proxy.items()}
-        shown, contenders, runs, top = one_search(means, sigma, gflops, images, max_seeds, args.gflops_tol, rng,
+        shown, contenders, runs, top = one_search(means, spread, gflops, images, max_seeds, args.gflops_tol, rng,
                                                   args.fixed)
         for n in truth["best"]:
             on_front[n] += n in shown
@@ -137,7 +143,7 @@ def main() -> None:
         cost.append(runs)
     out = {"study": config.name, "proxy": args.proxy, "proxy_runs": {n: len(v) for n, v in proxy.items()},
            "proxy_sigma": sigma, "max_seeds": max_seeds, "fixed": args.fixed, "sims": args.sims,
-           "plug_in": args.plug_in, "gflops_tol": args.gflops_tol,
+           "plug_in": args.plug_in, "own_sigma": args.own_sigma, "gflops_tol": args.gflops_tol,
            "truth_best": [short(specs[n]) for n in truth["best"]],
            "on_shown_front": {short(specs[n]): k / args.sims for n, k in on_front.items()},
            "within_noise": {short(specs[n]): k / args.sims for n, k in in_noise.items()},
@@ -149,7 +155,8 @@ def main() -> None:
     print(f"{config.name}: proxy {' + '.join(args.proxy)} ({min(out['proxy_runs'].values())}-"
           f"{max(out['proxy_runs'].values())} runs per architecture, seed sigma {100 * sigma:.2f} pts); "
           f"{f'seeds = {max_seeds}' if args.fixed else f'auto seeds max {max_seeds}'}; {args.sims} simulated searches"
-          f"{' (plug-in means)' if args.plug_in else ''}; {out['runs_per_arch']:.2f} runs per architecture")
+          f"{' (plug-in means)' if args.plug_in else ''}{' (each its own sigma)' if args.own_sigma else ''}; "
+          f"{out['runs_per_arch']:.2f} runs per architecture")
     for n in out["truth_best"]:
         print(f"  truth best {n:<12} on the shown front {out['on_shown_front'][n]:6.1%}   "
               f"within noise of it (a contender) {out['within_noise'][n]:6.1%}")

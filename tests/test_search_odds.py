@@ -68,3 +68,14 @@ def test_a_runs_file_given_twice_is_refused_not_counted_twice(tmp_path: Path) ->
     for again in (str(tmp_path / "." / "runs.jsonl"), f"{path}@8"):  # the same file, by another path or selection
         with pytest.raises(SystemExit, match="given twice"):
             pooled([str(path), again])
+
+
+def test_a_noisy_placement_draws_with_its_own_sigma_and_wins_by_luck() -> None:
+    """`--own-sigma`: each placement's runs are drawn with its own σ, so a noisy one below the best leads some
+    searches on lucky runs; drawn with one quiet σ it never does."""
+    rng = np.random.default_rng(3)
+    means = {"a": 0.50, "b": 0.50, "c": 0.55, "d": 0.52}
+    own = {"a": 0.002, "b": 0.002, "c": 0.002, "d": 0.08}
+    tops = Counter(one_search(means, own, GFLOPS, 2500, 3, 0.02, rng)[3] for _ in range(200))
+    assert set(tops) == {"c", "d"} and 20 <= tops["d"] <= 150, tops
+    assert {one_search(means, 0.002, GFLOPS, 2500, 3, 0.02, rng)[3] for _ in range(50)} == {"c"}
