@@ -129,8 +129,8 @@ def main() -> None:
     in_noise = dict.fromkeys(truth["best"], 0)
     only_best = top_best = 0
     cost = []
+    spread = own or dict.fromkeys(proxy, sigma)
     for _ in range(args.sims):
-        spread = own or dict.fromkeys(proxy, sigma)
         means = {n: fmean(v) + (0 if args.plug_in else spread[n] / math.sqrt(len(v)) * rng.standard_normal())
                  for n, v in proxy.items()}
         shown, contenders, runs, top = one_search(means, spread, gflops, images, max_seeds, args.gflops_tol, rng,

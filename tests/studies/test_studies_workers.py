@@ -109,6 +109,21 @@ def _signal_mid_trial(worker: subprocess.Popen, url: str, name: str, sig: signal
     pytest.fail(f"the worker never trained a trial (exit status {worker.poll()})")
 
 
+def _wake_once_retried(frozen: subprocess.Popen, other: subprocess.Popen, url: str, name: str, stopped: int, *,
+                       seconds: float) -> None:
+    """Wait until `other` has failed and retried the frozen worker's trial `stopped`, wake the frozen one (SIGCONT),
+    and let `other` finish; a retry that never comes fails the test by name, not by what follows."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and not [t for t in _open(url, name).get_trials()
+                                          if t.system_attrs.get("failed_trial") == stopped]:
+        time.sleep(0.2)
+    frozen.send_signal(signal.SIGCONT)
+    if time.time() >= deadline:
+        other.kill()
+        pytest.fail(f"no worker failed and retried the frozen worker's trial {stopped} in {seconds:.0f} s")
+    finish(other)
+
+
 @pytest.fixture
 def cleanup():
     made: list[tuple[str, str]] = []
@@ -278,15 +293,7 @@ def test_a_woken_worker_whose_trial_was_retried_stops_training_it_at_once(tmp_pa
         time.sleep(0.01)  # the stop has landed: no checkpoint is written while we read the last one
     epoch = checkpoint_epoch(read_file(path).folder / "runs")  # what the frozen worker had finished
     other = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
-    deadline = time.time() + 90
-    while time.time() < deadline and not [t for t in _open(url, name).get_trials()
-                                          if t.system_attrs.get("failed_trial") == stopped]:
-        time.sleep(0.2)
-    frozen.send_signal(signal.SIGCONT)
-    if time.time() >= deadline:
-        other.kill()
-        pytest.fail(f"no worker failed and retried the frozen worker's trial {stopped} in 90 s")
-    finish(other)
+    _wake_once_retried(frozen, other, url, name, stopped, seconds=90)
     _, stderr = frozen.communicate(timeout=60)
     assert frozen.returncode == 0, stderr
     # it stopped in the epoch it was frozen in: no further epoch trained. One exception, seen once in CI: frozen
@@ -335,15 +342,7 @@ def test_a_worker_stopped_holding_the_journal_lock_wakes_to_a_retried_trial_and_
     frozen = attnas_popen("worker", str(path), "--no-wandb", log=True, **env)
     stopped = _freeze_holding_the_lock(frozen, log, name, epochs=8)
     other = attnas_popen("worker", str(path), "--no-wandb", **env)
-    deadline = time.time() + 120
-    while time.time() < deadline and not [t for t in _open(str(log), name).get_trials()
-                                          if t.system_attrs.get("failed_trial") == stopped]:
-        time.sleep(0.2)
-    frozen.send_signal(signal.SIGCONT)
-    if time.time() >= deadline:
-        other.kill()
-        pytest.fail(f"no worker broke the lock and retried the frozen worker's trial {stopped} in 120 s")
-    finish(other)
+    _wake_once_retried(frozen, other, str(log), name, stopped, seconds=120)
     stdout, stderr = frozen.communicate(timeout=60)
     assert frozen.returncode == 0, stderr
     assert f"journal lock {log}.lock was broken while this process held it" in stderr, stderr
