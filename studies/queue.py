@@ -183,6 +183,11 @@ def owners(storage: Any, sid: int) -> dict[str, tuple[int, int]]:
     return {k[len(SPEC_KEY):]: (v[0], v[1]) for k, v in attrs.items() if k.startswith(SPEC_KEY)}
 
 
+def architectures(storage: Any, study: optuna.Study) -> int:
+    """Distinct architectures the study holds (its dedup index; an extra seed's key names its owner's)."""
+    return len({k.split(":seed")[0] for k in owners(storage, study_id(storage, study))})
+
+
 def take(info: StorageInfo, storage: Any, study: optuna.Study, spec_id: str, trial: optuna.Trial) -> FrozenTrial | None:
     """Make `trial` the owner of `spec_id`, or return the trial that already owns it (RUNNING or finished).
 

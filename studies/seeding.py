@@ -163,6 +163,57 @@ def plan(trials: Sequence[FrozenTrial], images: int | None, max_seeds: int, obje
     return wanted(rs, attempts, found.busy, noise(front_candidates(rs, objectives), images), max_seeds, objectives)
 
 
+@dataclass(frozen=True)
+class Outlook:
+    """Where a study's auto seeds stand, for `attnas status`. A seeding phase queues jobs a round at a time, so
+    "2 queued" alone reads as nearly done when the front may still want dozens of runs: `more` says how many at
+    most, as the records stand now (a finished seed moves means, so trials can be reopened or settled)."""
+
+    max_seeds: int
+    search_done: bool  # the study's own slots are done: seeds are decided only then
+    done: int  # extra-seed runs finished (any outcome)
+    in_flight: int  # extra-seed jobs queued or running
+    undecided: tuple[int, ...]  # trials the rule would seed now or once their seed in flight is back
+    more: int  # runs the undecided trials may still get beyond those in flight, at most
+    sigma: float | None  # the pooled seed σ the rule uses (None: not measured yet)
+    pooled: int  # trials it is pooled over
+
+
+def outlook(trials: Sequence[FrozenTrial], images: int | None, max_seeds: int, objectives: Sequence[str],
+            fresh: bool = True) -> Outlook:
+    """The study's `Outlook`: the same rule as `plan`, with in-flight seeds counted instead of skipped."""
+    found = jobs(trials, fresh)
+    seeds = queue.seed_jobs(list(trials))
+    live = (TrialState.WAITING, TrialState.RUNNING)
+    in_flight = sum(1 for t in trials if t.number in seeds and t.state in live)
+    retried = queue.retried_numbers(list(trials))
+    done = sum(1 for t in trials if t.number in seeds and t.state not in live and t.number not in retried)
+    rs = with_seeds([record(t) for t in trials])
+    model = noise(front_candidates(rs, objectives), images)
+    attempts = {n: len(s) for n, s in found.tried.items()}
+    # max_seeds + 1 keeps the trials whose last seed is in flight (undecided until it is back); then only
+    # those and the ones with room for another seed
+    need = wanted(rs, attempts, (), model, max_seeds + 1, objectives) if found.search_done else []
+    need = [n for n in need if 1 + attempts.get(n, 0) < max_seeds or n in found.busy]
+    more = sum(max(0, max_seeds - 1 - attempts.get(n, 0)) for n in need)
+    return Outlook(max_seeds, found.search_done, done, in_flight, tuple(need), more, model.sigma, model.pooled)
+
+
+def outlook_text(o: Outlook) -> str:
+    """One line for `attnas status`."""
+    head = f"auto seeds (up to {o.max_seeds} runs a trial):"
+    if not o.search_done:
+        return f"{head} they begin when the study's own trials are done"
+    sigma = (f"seed σ {100 * o.sigma:.2f} pts pooled over {o.pooled} trial(s)" if o.sigma is not None
+             else "seed σ not measured yet")
+    if not o.undecided and not o.in_flight:
+        return (f"{head} settled after {o.done} extra run(s): every front contender is separated or has its "
+                f"runs; {sigma}")
+    names = ", ".join(str(n) for n in o.undecided)
+    return (f"{head} {o.done} extra run(s) done, {o.in_flight} in flight; {len(o.undecided)} trial(s) undecided "
+            f"({names or '-'}), at most {o.more} more run(s) as the records stand; {sigma}")
+
+
 def top_up(info: StorageInfo, storage: optuna.storages.BaseStorage, study: optuna.Study, first_seed: int,
            max_seeds: int, images: int | None, objectives: Sequence[str], fresh: bool = True) -> int:
     """Queue one seed job per trial `plan` names; how many were queued.

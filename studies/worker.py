@@ -241,8 +241,7 @@ def _more_seeds(ctx: Context, study: optuna.Study, fresh: bool, images: list[int
 def _after_duplicate(ctx: Context, study: optuna.Study, duplicates: int, stats: WorkerStats) -> tuple[bool, bool]:
     """Queue a new slot for the duplicate, unless the space is exhausted; returns (fresh, stop)."""
     size = ctx.config.space.size()
-    known = len({k.split(":seed")[0] for k in queue.owners(ctx.storage, queue.study_id(ctx.storage, study))})
-    if known >= size:
+    if queue.architectures(ctx.storage, study) >= size:
         stats.exhausted = (f"the search space holds {size} architecture(s) and all of them are in the study; "
                            "the slots left stay queued (lower --trials or widen [space])")
         return False, False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,6 +53,7 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
     """Trials per status (trained, over budget, reused, diverged, failed, ...) and each failure's error."""
     from ..environment import where
     from ..records import Status, counts, environments, failure_text, records
+    from ..seeding import outlook_text
     from ..trunks import cost_line, cost_rows
     from .provenance import environment_block
 
@@ -60,10 +62,11 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
     failed = [r for r in rs if r.status in (Status.FAILED, Status.INTERRUPTED)]
     trunks = cost_rows(s, rs)
     running = [r for r in rs if r.status == Status.RUNNING]
+    seeds = seeding_outlook(s, config)
     if as_json:
         print(json.dumps({"study": s.study_name, "counts": counts(rs), "failed": [r.to_dict() for r in failed],
                           "running": [r.to_dict() for r in running], "environment": environments(s),
-                          "trunks": trunks}, indent=2))
+                          "trunks": trunks, "seeding": seeds and asdict(seeds)}, indent=2))
         return
     table = Table(title=f"study {s.study_name}")
     for column in ("status", "trials"):
@@ -77,10 +80,25 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
         out.print(cost_line(row), markup=False, soft_wrap=True)
     for r in running:
         out.print(f"trial {r.number} running on {where(r.worker)}: {r.name}", markup=False, soft_wrap=True)
+    if seeds is not None:
+        out.print(outlook_text(seeds), markup=False, soft_wrap=True)
     if config:
         out.print(f"total: {config.trials}; objectives: {', '.join(config.objective_names)}; "
                   f"budget: {config.max_gflops or 'none'} GFLOPs")
     environment_block(s)
+
+
+def seeding_outlook(study: Any, config: Any) -> Any:
+    """The auto seeds' `seeding.Outlook` of a study (None unless its schedule says `seeds = "auto"`)."""
+    if config is None or not config.schedule.auto_seeds:
+        return None
+    from .. import queue
+    from ..fidelity import study_holdout_images
+    from ..seeding import outlook
+
+    fresh = queue.architectures(study._storage, study) < config.space.size()  # else empty slots stay queued
+    return outlook(study.get_trials(deepcopy=False), study_holdout_images(study), config.schedule.max_seeds,
+                   config.objective_names, fresh)
 
 
 @app.command()

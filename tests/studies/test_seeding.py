@@ -261,6 +261,47 @@ def test_auto_seeds_go_only_to_front_contenders_and_stop_at_separation_or_max_se
     assert rows.source == "seeds" and 0.3 * SIGMA < rows.sigma < 3 * SIGMA  # the front's ± is the seed noise
 
 
+def test_status_tells_where_the_seeding_stands_with_seeds_in_flight_and_once_settled(
+        tiny_study, tmp_path: Path, monkeypatch) -> None:
+    """`attnas status`'s outlook: nothing before the study's own trials are done; while a job is in flight, its
+    trial is undecided and the rest of `plan`'s answer with it; at the end, settled, every extra run counted."""
+    import copy
+
+    from typer.testing import CliRunner
+
+    from studies import worker
+    from studies.cli import app
+    from studies.config import read_file
+
+    monkeypatch.chdir(tmp_path)
+    path = auto_study(tiny_study)
+    ctx, study = worker.start(read_file(path))
+    before = seeding.outlook(study.get_trials(), 40, 4, ("top1", "gflops"))
+    assert not before.search_done and before.undecided == () and "begin when" in seeding.outlook_text(before)
+    stats = worker.work(replace(ctx, measure=stub_measure, train=stub_train), study, poll_s=0.01)
+    trials = study.get_trials()
+    jobs = queue.seed_jobs(trials)
+    end = seeding.outlook(trials, 40, 4, ("top1", "gflops"))
+    assert end.search_done and end.undecided == () and end.in_flight == 0 and end.more == 0
+    assert end.done == stats.seeds == len(jobs) and end.sigma is not None and end.pooled >= 2
+    assert f"settled after {stats.seeds} extra run(s)" in seeding.outlook_text(end)
+    # the study as it stood while its first seed job was queued: that job in flight, no other seed yet
+    first = min(jobs)
+    waiting = copy.deepcopy(trials[first])
+    waiting.state, waiting.values, waiting.datetime_complete = TrialState.WAITING, None, None
+    then = [*trials[:first], waiting]
+    mid = seeding.outlook(then, 40, 4, ("top1", "gflops"))
+    owner = jobs[first][0]
+    assert mid.in_flight == 1 and mid.done == 0 and owner in mid.undecided
+    assert set(mid.undecided) - {owner} == set(seeding.plan(then, 40, 4, ("top1", "gflops")))
+    assert mid.more == 3 * len(mid.undecided) - 1  # up to 4 runs each; the owner's second is in flight
+    assert f"{len(mid.undecided)} trial(s) undecided" in seeding.outlook_text(mid)
+    shown = CliRunner().invoke(app, ["status", str(path)])
+    assert shown.exit_code == 0 and "auto seeds (up to 4 runs a trial): settled" in shown.output
+    data = json.loads(CliRunner().invoke(app, ["status", str(path), "--json"]).output)
+    assert data["seeding"]["done"] == stats.seeds and data["seeding"]["undecided"] == []
+
+
 def test_a_retried_extra_seed_trains_its_seed_once_for_its_trial(tiny_study, tmp_path: Path, monkeypatch) -> None:
     """A seed job whose worker died is failed and retried (liveness.retry, as the stale-trial path does):
     the retry, which carries only params and retry_history, still trains that seed of that trial."""
