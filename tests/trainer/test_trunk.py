@@ -63,7 +63,7 @@ def test_the_trunk_lives_in_its_key_folder_and_learns(trunk) -> None:
 
 
 def test_an_auto_seeds_study_shares_the_one_seed_trunk(trunk) -> None:
-    """seeds = "auto" with its own max_seeds (the fashion-odd example's 3) names the same trunk; a schedule
+    """seeds = "auto" with its own max_seeds (3 here) names the same trunk; a schedule
     with max_seeds but one seed is refused, so the trunk's schedule must drop it."""
     subset = trunk[0]
     auto = replace(SCHEDULE, seeds="auto", max_seeds=3)
