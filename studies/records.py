@@ -127,11 +127,13 @@ class TrialRecord:
         return out
 
 
-def records(study: optuna.Study) -> list[TrialRecord]:
+def records(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) -> list[TrialRecord]:
     """Every trial of `study` as a record, by trial number, with the failure reasons and retries the study
     holds about it (a failed trial's reason may live in the study's attrs: see FAILURE_KEY), and each
-    trial's extra-seed runs merged into it. A withdrawn surplus slot (never started: studies.queue) is none."""
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.system_attrs.get(SURPLUS)]
+    trial's extra-seed runs merged into it. A withdrawn surplus slot (never started: studies.queue) is none.
+    `trials`: the study's trials when the caller has read them already (the costly part on a database)."""
+    trials = [t for t in (study.get_trials(deepcopy=False) if trials is None else trials)
+              if not t.system_attrs.get(SURPLUS)]
     reasons = failure_reasons(study) if any(t.state == TrialState.FAIL for t in trials) else {}
     retries = {t.system_attrs["failed_trial"]: t.number for t in trials if "failed_trial" in t.system_attrs}
     return with_seeds([record(t, reasons.get(t.number), retries.get(t.number)) for t in trials])

@@ -180,15 +180,14 @@ class Outlook:
 
 
 def outlook(trials: Sequence[FrozenTrial], images: int | None, max_seeds: int, objectives: Sequence[str],
-            fresh: bool = True) -> Outlook:
-    """The study's `Outlook`: the same rule as `plan`, with in-flight seeds counted instead of skipped."""
+            fresh: bool = True, rs: Sequence[TrialRecord] | None = None) -> Outlook:
+    """The study's `Outlook`: the same rule as `plan`, with in-flight seeds counted instead of skipped. `rs`: the
+    trials' records when the caller has them already (`attnas status` does)."""
     found = jobs(trials, fresh)
-    seeds = queue.seed_jobs(list(trials))
-    live = (TrialState.WAITING, TrialState.RUNNING)
-    in_flight = sum(1 for t in trials if t.number in seeds and t.state in live)
-    retried = queue.retried_numbers(list(trials))
-    done = sum(1 for t in trials if t.number in seeds and t.state not in live and t.number not in retried)
-    rs = with_seeds([record(t) for t in trials])
+    # one seed per job, a retry keeping its job's seed, and at most one job in flight per trial (top_up)
+    in_flight = len(found.busy)
+    done = sum(len(s) for s in found.tried.values()) - in_flight
+    rs = with_seeds([record(t) for t in trials]) if rs is None else rs
     model = noise(front_candidates(rs, objectives), images)
     attempts = {n: len(s) for n, s in found.tried.items()}
     # max_seeds + 1 keeps the trials whose last seed is in flight (undecided until it is back); then only

@@ -58,11 +58,12 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
     from .provenance import environment_block
 
     s, config = existing_study(study_file, storage, study)
-    rs = records(s)
+    trials = s.get_trials(deepcopy=False)
+    rs = records(s, trials)
     failed = [r for r in rs if r.status in (Status.FAILED, Status.INTERRUPTED)]
     trunks = cost_rows(s, rs)
     running = [r for r in rs if r.status == Status.RUNNING]
-    seeds = seeding_outlook(s, config)
+    seeds = seeding_outlook(s, config, trials, rs)
     if as_json:
         print(json.dumps({"study": s.study_name, "counts": counts(rs), "failed": [r.to_dict() for r in failed],
                           "running": [r.to_dict() for r in running], "environment": environments(s),
@@ -88,8 +89,9 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
     environment_block(s)
 
 
-def seeding_outlook(study: Any, config: Any) -> Any:
-    """The auto seeds' `seeding.Outlook` of a study (None unless its schedule says `seeds = "auto"`)."""
+def seeding_outlook(study: Any, config: Any, trials: list[Any], rs: list[Any]) -> Any:
+    """The auto seeds' `seeding.Outlook` of a study from its trials and their records, as `status` read them
+    (None unless its schedule says `seeds = "auto"`)."""
     if config is None or not config.schedule.auto_seeds:
         return None
     from .. import queue
@@ -97,8 +99,8 @@ def seeding_outlook(study: Any, config: Any) -> Any:
     from ..seeding import outlook
 
     fresh = queue.architectures(study._storage, study) < config.space.size()  # else empty slots stay queued
-    return outlook(study.get_trials(deepcopy=False), study_holdout_images(study), config.schedule.max_seeds,
-                   config.objective_names, fresh)
+    return outlook(trials, study_holdout_images(study), config.schedule.max_seeds, config.objective_names, fresh,
+                   rs)
 
 
 @app.command()
