@@ -85,7 +85,7 @@ def status(study_file: StudyFile = None, storage: Storage = None, study: StudyNa
         out.print(outlook_text(seeds), markup=False, soft_wrap=True)
     if config:
         out.print(f"total: {config.trials}; objectives: {', '.join(config.objective_names)}; "
-                  f"budget: {config.max_gflops or 'none'} GFLOPs")
+                  f"budget: {f'{config.max_gflops} GFLOPs' if config.max_gflops else 'none'}")
     environment_block(s)
 
 

@@ -204,6 +204,7 @@ def test_export_round_trip_and_reads_without_the_data(tmp_path: Path, attnas_cac
     assert shown.exit_code == 0 and re.search(r"\d+\.\d%\s+│?\s*\d+\.\d\s", shown.stdout), shown.stdout  # a ± column
     status = cli.invoke(app, ["status", str(path)])
     assert status.exit_code == 0 and "environment of 1 worker(s)" in status.stdout
+    assert "budget: none\n" in status.stdout  # no max_gflops: no unit after "none"
     assert torch.__version__ in status.stdout
 
 
