@@ -214,10 +214,13 @@ def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(sig: signal.Signa
     """Ctrl-C, and SIGTERM (how Slurm preempts a job): the trial is queued again at once, not after the grace."""
     url = f"sqlite:///{tmp_path}/ctrl-c.db"
     path = tiny_study(url, trials=3, epochs=3, name="ctrl-c")
-    worker = attnas_popen("worker", str(path), "--no-wandb", **FAST_HEARTBEAT)
+    # log=True: a short run's log (3 trials of 3 epochs) fits the pipe, and says where the signal landed if
+    # this fails again (seen once, in a full suite run on 2026-12-05: exit 0 and stderr empty, as if the SIGINT
+    # never arrived)
+    worker = attnas_popen("worker", str(path), "--no-wandb", log=True, **FAST_HEARTBEAT)
     interrupted = _signal_mid_trial(worker, url, "ctrl-c", sig)
-    _, stderr = worker.communicate(timeout=300)
-    assert worker.returncode == status and "run the same command to resume" in stderr, stderr
+    log, stderr = worker.communicate(timeout=300)
+    assert worker.returncode == status and "run the same command to resume" in stderr, f"{stderr}\n{log}"
     trials = _open(url, "ctrl-c").get_trials()
     assert trials[interrupted].state == TrialState.FAIL
     assert trials[interrupted].user_attrs["attnas"]["error"] == "interrupted"
@@ -338,9 +341,11 @@ def test_a_worker_stopped_holding_the_journal_lock_wakes_to_a_retried_trial_and_
     trial was taken over, and exits 0; the study ends with its one slot."""
     env = {**FAST_HEARTBEAT, "ATTNAS_LOCK_GRACE_S": "3"}
     log, name = tmp_path / "held.log", f"held-{uuid.uuid4().hex[:8]}"
-    path = tiny_study(f"journal://{log}", trials=1, epochs=8, kinds='["none"]', name=name)
+    # 20 epochs, not 8: each append holds the lock for milliseconds, so the worker is caught holding it only in
+    # some of its appends; 8 epochs gave too few (a suite run on 2026-12-05 saw the trial end uncaught)
+    path = tiny_study(f"journal://{log}", trials=1, epochs=20, kinds='["none"]', name=name)
     frozen = attnas_popen("worker", str(path), "--no-wandb", log=True, **env)
-    stopped = _freeze_holding_the_lock(frozen, log, name, epochs=8)
+    stopped = _freeze_holding_the_lock(frozen, log, name, epochs=20)
     other = attnas_popen("worker", str(path), "--no-wandb", **env)
     _wake_once_retried(frozen, other, str(log), name, stopped, seconds=120)
     stdout, stderr = frozen.communicate(timeout=60)
