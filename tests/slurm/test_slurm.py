@@ -204,7 +204,14 @@ def test_timed_out_and_requeued_task_resumes_its_trial(slurm, tiny_study, attnas
     assert watch.epochs == sorted(watch.epochs)  # each attempt went on from the last, none started over
     assert "SIGUSR2 (time limit near): the running trial is queued again; this task is requeued" in log()
     study = _open(url, path.stem)
-    slurm.until(lambda: not study.get_trials(states=(TrialState.RUNNING,)), "the cancelled task's trial", 60)
+
+    def settled() -> bool:  # failing a trial and queueing its retry are two writes: wait for both, not the first
+        trials = study.get_trials()
+        retried = {t.system_attrs.get("failed_trial") for t in trials}
+        return all(t.state != TrialState.RUNNING and (t.state != TrialState.FAIL or t.number in retried)
+                   for t in trials)
+
+    slurm.until(settled, "the cancelled task's trial failed and queued again", 60)
     chain = sorted(study.trials, key=lambda t: t.number)  # each attempt a FAIL trial, its retry the next
     assert len(chain) >= 3 and {t.state for t in chain[:-1]} == {TrialState.FAIL}
     assert {t.user_attrs["attnas"]["error"] for t in chain[:-1]} == {"interrupted"}
