@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from procs import checkpoint_epoch, finish
+from procs import checkpoint_epoch, finish, sigint_state
 
 from studies import storage as st
 from studies.queue import SURPLUS, reused
@@ -219,8 +219,9 @@ def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(sig: signal.Signa
     # never arrived)
     worker = attnas_popen("worker", str(path), "--no-wandb", log=True, **FAST_HEARTBEAT)
     interrupted = _signal_mid_trial(worker, url, "ctrl-c", sig)
+    states = f"worker: {sigint_state(worker.pid)}; this test: {sigint_state()}"  # not yet reaped: still in /proc
     log, stderr = worker.communicate(timeout=300)
-    assert worker.returncode == status and "run the same command to resume" in stderr, f"{stderr}\n{log}"
+    assert worker.returncode == status and "run the same command to resume" in stderr, f"{states}\n{stderr}\n{log}"
     trials = _open(url, "ctrl-c").get_trials()
     assert trials[interrupted].state == TrialState.FAIL
     assert trials[interrupted].user_attrs["attnas"]["error"] == "interrupted"
