@@ -44,7 +44,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
@@ -138,9 +138,10 @@ def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, flo
     return done
 
 
-def auto_runs(pools: dict[str, list[float]], gflops: dict[str, float], images: int) -> dict[str, list[float]]:
-    """studies.seeding's rule replayed on pre-trained runs: the runs each architecture gets (a prefix of its
-    pool; max_seeds = the smallest pool)."""
+def auto_runs(pools: dict[str, list[float]], gflops: dict[str, float], images: int,
+              rule: Callable[..., set[int]] | None = None) -> dict[str, list[float]]:
+    """studies.seeding's rule (or `rule`, as seeding.wanted takes it) replayed on pre-trained runs: the runs each
+    architecture gets (a prefix of its pool; max_seeds = the smallest pool)."""
     names = list(pools)
     max_seeds = min(len(v) for v in pools.values())
     used = {n: 1 for n in names}
@@ -149,7 +150,7 @@ def auto_runs(pools: dict[str, list[float]], gflops: dict[str, float], images: i
         rs = [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, top1=fmean(pools[n][:used[n]]),
                           gflops=gflops[n], params=1, seeds=tuple(pools[n][:used[n]]) if used[n] > 1 else ())
               for i, n in enumerate(names)]
-        want = seeding.wanted(rs, attempts, (), seeding.noise(rs, images), max_seeds=max_seeds)
+        want = seeding.wanted(rs, attempts, (), seeding.noise(rs, images), max_seeds=max_seeds, rule=rule)
         if not want:
             return {n: pools[n][:used[n]] for n in names}
         for i in want:

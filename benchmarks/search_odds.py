@@ -1,7 +1,7 @@
 """How often would the known-answer example's search put the known answer on its front, under a given proxy?
 
 Usage: .venv/bin/python benchmarks/search_odds.py [STUDY.toml] --truth FILE.jsonl ... --proxy FILE.jsonl[@EPOCHS] ...
-           [--max-seeds K] [--fixed] [--sims N] [--gflops-tol T] [--plug-in] [--own-sigma] [--json]
+           [--max-seeds K] [--fixed] [--rule R] [--sims N] [--gflops-tol T] [--plug-in] [--own-sigma] [--json]
 
 One real search is one draw: with a proxy whose seed noise is as large as the truth's gaps, a search that
 puts the truth's best on its front (or misses it) says little about the next one. This replays the study's
@@ -12,7 +12,7 @@ search many times on paper, from measured runs only, with the study's own rules:
     error, sigma / sqrt(runs): the measured means are themselves a draw; `--plug-in` skips this and so
     overstates the odds), then every run as true mean + sigma * N(0, 1);
   - the search: every architecture of STUDY's space trained once (the example searches its whole space), then
-    `seeds = "auto"` with `max_seeds` K replayed by studies.seeding's rule (benchmarks/proxy_modes.auto_runs,
+    `seeds = "auto"` with `max_seeds` K replayed by studies.seeding's rule, or `--rule`'s (proxy_modes.auto_runs,
     seeds added a round at a time, as one worker drains the queued jobs; `--fixed`: `seeds = K`, K runs of
     every architecture), then the shown front (studies.records.shown_front, tolerance T) and the contenders
     (studies.seeding.contest);
@@ -32,8 +32,9 @@ import argparse
 import json
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from statistics import fmean
+from statistics import NormalDist, fmean
 
 import numpy as np
 from device_runs import repeated, runs_in
@@ -72,16 +73,79 @@ def pooled(sources: list[str]) -> dict[str, list[float]]:
     return runs
 
 
+def ties(cands: list[TrialRecord], noise: seeding.Noise, z: float = seeding.Z) -> dict[int, set[int]]:
+    """Trial -> the trials among `cands` it is not separated from (seeding's two-sided test)."""
+    return {a.number: {b.number for b in cands if b is not a and abs(a.top1 - b.top1) < z * math.hypot(
+        noise.se(a) or 0.0, noise.se(b) or 0.0)} for a in cands}
+
+
+def rule_of(name: str, max_seeds: int) -> Callable[..., set[int]] | None:
+    """`--rule`: which trials a simulated search seeds next, in studies.seeding.wanted's `rule` signature.
+
+    attnas: the study's own rule (None). one-sided: a trial is off the front when a cheaper one is more accurate
+    at one-sided 95% (z 1.645), not two-sided; ties still two-sided. lucb: only each tied shown-front member and
+    its most dangerous tied challenger (highest mean + 1.96 se, not yet at max_seeds), as best-arm identification
+    (LUCB, Kalyanakrishnan et al. 2012) samples two arms a round; one-sided+lucb: both. futility:P: a tie stops
+    getting seeds once the chance that max_seeds runs each would separate it, its present difference taken as
+    true, is below P."""
+    if name == "attnas":
+        return None
+
+    def one_sided(cands, noise, objectives, tol):
+        keep = seeding.contest(cands, noise, objectives, tol, z=1.645)[0]
+        return seeding.undecided([r for r in cands if r.number in keep], noise, objectives, tol)
+
+    if name == "one-sided":
+        return one_sided
+    if name in ("lucb", "one-sided+lucb"):
+        undecided = one_sided if name == "one-sided+lucb" else seeding.undecided
+
+        def lucb(cands, noise, objectives, tol):
+            open_ = undecided(cands, noise, objectives, tol)
+            by = {r.number: r for r in cands if r.number in open_}
+            tied = ties(list(by.values()), noise)
+            front = [r.number for r in shown_front(cands, objectives, tol) if r.number in open_]
+            room = {n for n, r in by.items() if len(r.seeds) < max_seeds}
+            need = set()
+            for f in front:
+                challengers = sorted((tied[f] - set(front)) & room, key=lambda n: -(by[n].top1 + seeding.Z * noise.se(
+                    by[n])))
+                need |= ({f} & room) | set(challengers[:1]) if tied[f] else set()
+            return need
+        return lucb
+    if name.startswith("futility:"):
+        floor = float(name.partition(":")[2])
+
+        def futility(cands, noise, objectives, tol):
+            if noise.sigma is None:
+                return seeding.undecided(cands, noise, objectives, tol)
+            keep = seeding.contest(cands, noise, objectives, tol)[0]
+            by = {r.number: r for r in cands if r.number in keep}
+            final = seeding.Z * noise.sigma * math.sqrt(2 / max_seeds)  # the gap that separates at max_seeds each
+
+            def power(a: TrialRecord, b: TrialRecord) -> float:
+                left = noise.sigma * math.sqrt(max(1e-9, 2 * max_seeds - max(1, len(a.seeds)) - max(1, len(b.seeds)))
+                                               ) / max_seeds  # the sd of the final difference given the runs so far
+                d = abs(a.top1 - b.top1)
+                return NormalDist().cdf((d - final) / left) + NormalDist().cdf((-final - d) / left)
+
+            return {n for n, ts in ties(list(by.values()), noise).items() if any(power(by[n], by[m]) >= floor
+                                                                                 for m in ts)}
+        return futility
+    raise SystemExit(f"--rule {name}: unknown; use attnas, one-sided, lucb, one-sided+lucb or futility:P "
+                     "(e.g. futility:0.2)")
+
+
 def one_search(means: dict[str, float], sigma: float | dict[str, float], gflops: dict[str, float], images: int,
-               max_seeds: int, gflops_tol: float, rng: np.random.Generator, fixed: bool = False
-               ) -> tuple[set[str], set[str], float, str]:
+               max_seeds: int, gflops_tol: float, rng: np.random.Generator, fixed: bool = False,
+               rule: Callable[..., set[int]] | None = None) -> tuple[set[str], set[str], float, str]:
     """(shown front, contenders, runs per architecture, the shown front's most accurate member) of one simulated
     search: `seeds = "auto"` with `max_seeds`, or (`fixed`) `seeds = max_seeds` for every architecture. The last
     is what a user of a flat-cost space reads off the front as "the answer", so it is the test that still means
     something when the truth's best is a tie of several placements, of which a front shows one."""
     spread = sigma if isinstance(sigma, dict) else dict.fromkeys(means, sigma)  # each architecture's own σ, or one
     pools = {n: list(m + spread[n] * rng.standard_normal(max_seeds)) for n, m in means.items()}
-    used = pools if fixed else auto_runs(pools, gflops, images)
+    used = pools if fixed else auto_runs(pools, gflops, images, rule)
     rs = [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, spec_name=n, top1=fmean(v), gflops=gflops[n],
                       params=1, seeds=tuple(v) if len(v) > 1 else ()) for i, (n, v) in enumerate(used.items())]
     front = shown_front(rs, ("top1", "gflops"), gflops_tol)
@@ -100,6 +164,9 @@ def main() -> None:
     parser.add_argument("--max-seeds", type=int, default=None, help="default: the study's max_seeds")
     parser.add_argument("--fixed", action="store_true", help="seeds = K (--max-seeds) for every architecture "
                         "instead of auto: the front auto seeds should match at less training")
+    parser.add_argument("--rule", default="attnas", help="the auto-seeds rule: attnas (the study's own), one-sided, "
+                        "lucb, one-sided+lucb or futility:P - other rules weighed against attnas' own on the same "
+                        "draws (rule_of)")
     parser.add_argument("--sims", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gflops-tol", type=float, default=GFLOPS_TOL)
@@ -124,6 +191,7 @@ def main() -> None:
     from trainer import load_cache
 
     images = config.data.holdout_per_class * load_cache(config.data.subset()).num_classes
+    rule = rule_of(args.rule, max_seeds)
     rng = np.random.default_rng(args.seed)
     on_front = dict.fromkeys(truth["best"], 0)
     in_noise = dict.fromkeys(truth["best"], 0)
@@ -134,7 +202,7 @@ def main() -> None:
         means = {n: fmean(v) + (0 if args.plug_in else spread[n] / math.sqrt(len(v)) * rng.standard_normal())
                  for n, v in proxy.items()}
         shown, contenders, runs, top = one_search(means, spread, gflops, images, max_seeds, args.gflops_tol, rng,
-                                                  args.fixed)
+                                                  args.fixed, rule)
         for n in truth["best"]:
             on_front[n] += n in shown
             in_noise[n] += n in contenders
@@ -142,7 +210,8 @@ def main() -> None:
         top_best += top in truth["best"]
         cost.append(runs)
     out = {"study": config.name, "proxy": args.proxy, "proxy_runs": {n: len(v) for n, v in proxy.items()},
-           "proxy_sigma": sigma, "max_seeds": max_seeds, "fixed": args.fixed, "sims": args.sims,
+           "proxy_sigma": sigma, "max_seeds": max_seeds, "fixed": args.fixed, "rule": args.rule,
+           "sims": args.sims,
            "plug_in": args.plug_in, "own_sigma": args.own_sigma, "gflops_tol": args.gflops_tol,
            "truth_best": [short(specs[n]) for n in truth["best"]],
            "on_shown_front": {short(specs[n]): k / args.sims for n, k in on_front.items()},
@@ -154,7 +223,8 @@ def main() -> None:
         return
     print(f"{config.name}: proxy {' + '.join(args.proxy)} ({min(out['proxy_runs'].values())}-"
           f"{max(out['proxy_runs'].values())} runs per architecture, seed sigma {100 * sigma:.2f} pts); "
-          f"{f'seeds = {max_seeds}' if args.fixed else f'auto seeds max {max_seeds}'}; {args.sims} simulated searches"
+          f"{f'seeds = {max_seeds}' if args.fixed else f'auto seeds max {max_seeds}'}"
+          f"{'' if args.fixed or args.rule == 'attnas' else f' (rule {args.rule})'}; {args.sims} simulated searches"
           f"{' (plug-in means)' if args.plug_in else ''}{' (each its own sigma)' if args.own_sigma else ''}; "
           f"{out['runs_per_arch']:.2f} runs per architecture")
     for n in out["truth_best"]:

@@ -40,7 +40,7 @@ ranks it with pruned trials. The sampler so learns from first seeds only, which 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,11 +115,12 @@ def undecided(candidates: Sequence[TrialRecord], noise: Noise, objectives: Seque
 
 def wanted(rs: Sequence[TrialRecord], attempts: Mapping[int, int], busy: Iterable[int], noise: Noise,
            max_seeds: int, objectives: Sequence[str] = ("top1", "gflops"),
-           gflops_tol: float = GFLOPS_TOL) -> list[int]:
+           gflops_tol: float = GFLOPS_TOL, rule: Callable[..., set[int]] | None = None) -> list[int]:
     """Trials that need one more seed now: undecided (or, while σ is unmeasured, on the front with one run),
-    with no seed in flight (`busy`) and fewer than `max_seeds` runs tried (1 + `attempts`)."""
+    with no seed in flight (`busy`) and fewer than `max_seeds` runs tried (1 + `attempts`). `rule` (default
+    `undecided`, same signature) lets benchmarks/search_odds.py --rule weigh other rules against this one."""
     candidates = front_candidates(rs, objectives)
-    need = undecided(candidates, noise, objectives, gflops_tol)
+    need = (rule or undecided)(candidates, noise, objectives, gflops_tol)
     if noise.sigma is None:
         need |= {r.number for r in pareto_front(candidates, objectives) if len(r.seeds) < 2}
     busy = set(busy)

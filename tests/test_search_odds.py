@@ -12,7 +12,10 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 import pytest  # noqa: E402
-from search_odds import measured, one_search, pooled  # noqa: E402
+from search_odds import measured, one_search, pooled, rule_of  # noqa: E402
+
+from studies import seeding  # noqa: E402
+from studies.records import Status, TrialRecord  # noqa: E402
 
 GFLOPS = {"a": 1.820, "b": 1.821, "c": 1.847, "d": 1.856}  # one cost level at the shown front's 2 % tolerance
 
@@ -79,3 +82,42 @@ def test_a_noisy_placement_draws_with_its_own_sigma_and_wins_by_luck() -> None:
     tops = Counter(one_search(means, own, GFLOPS, 2500, 3, 0.02, rng)[3] for _ in range(200))
     assert set(tops) == {"c", "d"} and 20 <= tops["d"] <= 150, tops
     assert {one_search(means, 0.002, GFLOPS, 2500, 3, 0.02, rng)[3] for _ in range(50)} == {"c"}
+
+
+def trained(number: int, top1: float, runs: int = 1, gflops: float = 1.82) -> TrialRecord:
+    return TrialRecord(number=number, status=Status.TRAINED, spec_id=str(number), top1=top1, gflops=gflops, params=1,
+                       seeds=(top1,) * runs if runs > 1 else ())
+
+
+def seeded(rule: str, rs: list[TrialRecord], max_seeds: int = 6, sigma: float = 0.02) -> list[int]:
+    return seeding.wanted(rs, {}, (), seeding.Noise(sigma, 2500, 2), max_seeds, rule=rule_of(rule, max_seeds))
+
+
+def test_one_sided_rule_puts_a_trial_off_the_front_that_the_two_sided_test_still_ties() -> None:
+    rs = [trained(0, 0.60), trained(1, 0.55)]  # 0.05 apart: 1.77 sd of the difference, between 1.645 and 1.96
+    assert seeded("attnas", rs) == [0, 1]
+    assert seeded("one-sided", rs) == []
+
+
+def test_lucb_rule_seeds_the_front_and_its_most_dangerous_challenger_only() -> None:
+    rs = [trained(0, 0.60), trained(1, 0.59), trained(2, 0.58)]  # one cost level, every pair tied
+    assert seeded("attnas", rs) == [0, 1, 2]
+    assert seeded("lucb", rs) == [0, 1]
+    capped = [rs[0], trained(1, 0.59, runs=6), rs[2]]  # the first challenger has its max_seeds: the next one
+    assert seeded("lucb", capped) == [0, 2]
+
+
+def test_futility_rule_stops_a_tie_that_max_seeds_runs_could_not_separate() -> None:
+    assert seeded("attnas", [trained(0, 0.600), trained(1, 0.599)]) == [0, 1]
+    assert seeded("futility:0.2", [trained(0, 0.600), trained(1, 0.599)]) == []  # 3 % chance to separate
+    assert seeded("futility:0.2", [trained(0, 0.60), trained(1, 0.57)]) == [0, 1]  # ~76 %
+
+
+def test_every_rule_finds_a_placement_far_above_the_noise_and_an_unknown_rule_is_refused() -> None:
+    rng = np.random.default_rng(4)
+    means = {"a": 0.50, "b": 0.50, "c": 0.70, "d": 0.50}
+    for name in ("attnas", "one-sided", "lucb", "one-sided+lucb", "futility:0.2"):
+        shown, _, runs, top = one_search(means, 0.02, GFLOPS, 2500, 6, 0.02, rng, rule=rule_of(name, 6))
+        assert shown == {"c"} and top == "c" and 1 <= runs <= 6
+    with pytest.raises(SystemExit, match="--rule best: unknown"):
+        rule_of("best", 6)
