@@ -44,7 +44,7 @@ from proxy_modes import auto_runs
 from studies import config as study_config
 from studies import seeding
 from studies.fidelity_stats import pooled_sigma
-from studies.records import GFLOPS_TOL, Status, TrialRecord, front_candidates, pick, shown_front
+from studies.records import GFLOPS_TOL, MAXIMISE, Status, TrialRecord, front_candidates, pick, shown_front
 
 
 def measured(source: str) -> dict[str, list[float]]:
@@ -83,11 +83,13 @@ def rule_of(name: str, max_seeds: int) -> Callable[..., set[int]] | None:
     """`--rule`: which trials a simulated search seeds next, in studies.seeding.wanted's `rule` signature.
 
     attnas: the study's own rule (None). one-sided: a trial is off the front when a cheaper one is more accurate
-    at one-sided 95% (z 1.645), not two-sided; ties still two-sided. lucb: only each tied shown-front member and
-    its most dangerous tied challenger (highest mean + 1.96 se, not yet at max_seeds), as best-arm identification
-    (LUCB, Kalyanakrishnan et al. 2012) samples two arms a round; one-sided+lucb: both. futility:P: a tie stops
-    getting seeds once the chance that max_seeds runs each would separate it, its present difference taken as
-    true, is below P."""
+    at one-sided 95% (z 1.645), not two-sided; ties still two-sided. Two trials of one cost level are each
+    "cheaper" than the other, so there both directions are tested: a two-sided test at 90%. one-sided-across:
+    one-sided only where the other is cheaper beyond the cost tolerance, two-sided within a cost level. lucb:
+    only each tied shown-front member and its most dangerous tied challenger (highest mean + 1.96 se, not yet
+    at max_seeds) get a seed, as best-arm identification (LUCB, Kalyanakrishnan et al. 2012) samples two arms a
+    round; one-sided+lucb: both. futility:P: a tie stops getting seeds once the chance that max_seeds runs each
+    would separate it, its present difference taken as true, is below P."""
     if name == "attnas":
         return None
 
@@ -97,6 +99,22 @@ def rule_of(name: str, max_seeds: int) -> Callable[..., set[int]] | None:
 
     if name == "one-sided":
         return one_sided
+    if name == "one-sided-across":
+        def one_sided_across(cands, noise, objectives, tol):
+            def beaten(a: TrialRecord) -> bool:
+                for b in cands:
+                    if b is a or any(b.objective(o) > a.objective(o) * (1 + tol) for o in objectives if not
+                                     MAXIMISE[o]):
+                        continue  # b is costlier
+                    level = all(a.objective(o) <= b.objective(o) * (1 + tol) for o in objectives if not MAXIMISE[o])
+                    z = seeding.Z if level else 1.645
+                    if b.top1 - a.top1 >= z * math.hypot(noise.se(a) or 0.0, noise.se(b) or 0.0):
+                        return True
+                return False
+
+            keep = [r for r in cands if not beaten(r)]
+            return seeding.undecided(keep, noise, objectives, tol)
+        return one_sided_across
     if name in ("lucb", "one-sided+lucb"):
         undecided = one_sided if name == "one-sided+lucb" else seeding.undecided
 
@@ -132,8 +150,8 @@ def rule_of(name: str, max_seeds: int) -> Callable[..., set[int]] | None:
             return {n for n, ts in ties(list(by.values()), noise).items() if any(power(by[n], by[m]) >= floor
                                                                                  for m in ts)}
         return futility
-    raise SystemExit(f"--rule {name}: unknown; use attnas, one-sided, lucb, one-sided+lucb or futility:P "
-                     "(e.g. futility:0.2)")
+    raise SystemExit(f"--rule {name}: unknown; use attnas, one-sided, one-sided-across, lucb, one-sided+lucb or "
+                     "futility:P (e.g. futility:0.2)")
 
 
 def one_search(means: dict[str, float], sigma: float | dict[str, float], gflops: dict[str, float], images: int,
@@ -165,8 +183,8 @@ def main() -> None:
     parser.add_argument("--fixed", action="store_true", help="seeds = K (--max-seeds) for every architecture "
                         "instead of auto: the front auto seeds should match at less training")
     parser.add_argument("--rule", default="attnas", help="the auto-seeds rule: attnas (the study's own), one-sided, "
-                        "lucb, one-sided+lucb or futility:P - other rules weighed against attnas' own on the same "
-                        "draws (rule_of)")
+                        "one-sided-across, lucb, one-sided+lucb or futility:P - other rules weighed against attnas' "
+                        "own on the same draws (rule_of)")
     parser.add_argument("--sims", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gflops-tol", type=float, default=GFLOPS_TOL)

@@ -97,6 +97,11 @@ def test_one_sided_rule_puts_a_trial_off_the_front_that_the_two_sided_test_still
     rs = [trained(0, 0.60), trained(1, 0.55)]  # 0.05 apart: 1.77 sd of the difference, between 1.645 and 1.96
     assert seeded("attnas", rs) == [0, 1]
     assert seeded("one-sided", rs) == []
+    # one cost level: each is "cheaper" than the other, so across levels only is the test one-sided
+    assert seeded("one-sided-across", rs) == [0, 1]
+    across = [trained(0, 0.60, gflops=1.0), trained(1, 0.55, gflops=2.0)]
+    assert seeded("attnas", across) == [0, 1]
+    assert seeded("one-sided-across", across) == []
 
 
 def test_lucb_rule_seeds_the_front_and_its_most_dangerous_challenger_only() -> None:
@@ -116,7 +121,7 @@ def test_futility_rule_stops_a_tie_that_max_seeds_runs_could_not_separate() -> N
 def test_every_rule_finds_a_placement_far_above_the_noise_and_an_unknown_rule_is_refused() -> None:
     rng = np.random.default_rng(4)
     means = {"a": 0.50, "b": 0.50, "c": 0.70, "d": 0.50}
-    for name in ("attnas", "one-sided", "lucb", "one-sided+lucb", "futility:0.2"):
+    for name in ("attnas", "one-sided", "one-sided-across", "lucb", "one-sided+lucb", "futility:0.2"):
         shown, _, runs, top = one_search(means, 0.02, GFLOPS, 2500, 6, 0.02, rng, rule=rule_of(name, 6))
         assert shown == {"c"} and top == "c" and 1 <= runs <= 6
     with pytest.raises(SystemExit, match="--rule best: unknown"):
