@@ -79,6 +79,64 @@ def ties(cands: list[TrialRecord], noise: seeding.Noise, z: float = seeding.Z) -
         noise.se(a) or 0.0, noise.se(b) or 0.0)} for a in cands}
 
 
+def one_sided(cands, noise, objectives, tol) -> set[int]:
+    """seeding.undecided with "off the front" at one-sided 95% (z 1.645): within a cost level both directions."""
+    keep = seeding.contest(cands, noise, objectives, tol, z=1.645)[0]
+    return seeding.undecided([r for r in cands if r.number in keep], noise, objectives, tol)
+
+
+def one_sided_across(cands, noise, objectives, tol) -> set[int]:
+    """seeding.undecided with "off the front" one-sided only against a trial cheaper beyond the tolerance."""
+    def costs(r: TrialRecord) -> list[float]:
+        return [r.objective(o) for o in objectives if not MAXIMISE[o]]
+
+    def beaten(a: TrialRecord) -> bool:
+        for b in cands:
+            if b is a or any(cb > ca * (1 + tol) for ca, cb in zip(costs(a), costs(b), strict=True)):
+                continue  # b is costlier
+            level = all(ca <= cb * (1 + tol) for ca, cb in zip(costs(a), costs(b), strict=True))
+            if b.top1 - a.top1 >= (seeding.Z if level else 1.645) * math.hypot(noise.se(a) or 0.0, noise.se(b) or 0.0):
+                return True
+        return False
+
+    return seeding.undecided([r for r in cands if not beaten(r)], noise, objectives, tol)
+
+
+def lucb(undecided: Callable[..., set[int]], max_seeds: int) -> Callable[..., set[int]]:
+    """Of `undecided`'s trials, each shown-front member and its most dangerous tied challenger only."""
+    def rule(cands, noise, objectives, tol) -> set[int]:
+        open_ = undecided(cands, noise, objectives, tol)
+        by = {r.number: r for r in cands if r.number in open_}
+        tied = ties(list(by.values()), noise)
+        front = {r.number for r in shown_front(cands, objectives, tol) if r.number in open_}
+        room = {n for n, r in by.items() if len(r.seeds) < max_seeds}
+        need = set()
+        for f in front:
+            challengers = sorted((tied[f] - front) & room, key=lambda n: -(by[n].top1 + seeding.Z * noise.se(by[n])))
+            need |= ({f} & room) | set(challengers[:1])
+        return need
+    return rule
+
+
+def futility(floor: float, max_seeds: int) -> Callable[..., set[int]]:
+    """seeding.undecided less the ties that max_seeds runs each would part with a chance below `floor`."""
+    def power(a: TrialRecord, b: TrialRecord, sigma: float) -> float:
+        final = seeding.Z * sigma * math.sqrt(2 / max_seeds)  # the gap that separates at max_seeds runs each
+        runs = max(1, len(a.seeds)) + max(1, len(b.seeds))
+        left = sigma * math.sqrt(max(1e-9, 2 * max_seeds - runs)) / max_seeds  # the final difference's sd, given these
+        d = abs(a.top1 - b.top1)
+        return NormalDist().cdf((d - final) / left) + NormalDist().cdf((-final - d) / left)
+
+    def rule(cands, noise, objectives, tol) -> set[int]:
+        if noise.sigma is None:
+            return seeding.undecided(cands, noise, objectives, tol)
+        keep = seeding.contest(cands, noise, objectives, tol)[0]
+        by = {r.number: r for r in cands if r.number in keep}
+        return {n for n, ts in ties(list(by.values()), noise).items()
+                if any(power(by[n], by[m], noise.sigma) >= floor for m in ts)}
+    return rule
+
+
 def rule_of(name: str, max_seeds: int) -> Callable[..., set[int]] | None:
     """`--rule`: which trials a simulated search seeds next, in studies.seeding.wanted's `rule` signature.
 
@@ -90,66 +148,13 @@ def rule_of(name: str, max_seeds: int) -> Callable[..., set[int]] | None:
     at max_seeds) get a seed, as best-arm identification (LUCB, Kalyanakrishnan et al. 2012) samples two arms a
     round; one-sided+lucb: both. futility:P: a tie stops getting seeds once the chance that max_seeds runs each
     would separate it, its present difference taken as true, is below P."""
-    if name == "attnas":
-        return None
-
-    def one_sided(cands, noise, objectives, tol):
-        keep = seeding.contest(cands, noise, objectives, tol, z=1.645)[0]
-        return seeding.undecided([r for r in cands if r.number in keep], noise, objectives, tol)
-
-    if name == "one-sided":
-        return one_sided
-    if name == "one-sided-across":
-        def one_sided_across(cands, noise, objectives, tol):
-            def beaten(a: TrialRecord) -> bool:
-                for b in cands:
-                    if b is a or any(b.objective(o) > a.objective(o) * (1 + tol) for o in objectives if not
-                                     MAXIMISE[o]):
-                        continue  # b is costlier
-                    level = all(a.objective(o) <= b.objective(o) * (1 + tol) for o in objectives if not MAXIMISE[o])
-                    z = seeding.Z if level else 1.645
-                    if b.top1 - a.top1 >= z * math.hypot(noise.se(a) or 0.0, noise.se(b) or 0.0):
-                        return True
-                return False
-
-            keep = [r for r in cands if not beaten(r)]
-            return seeding.undecided(keep, noise, objectives, tol)
-        return one_sided_across
-    if name in ("lucb", "one-sided+lucb"):
-        undecided = one_sided if name == "one-sided+lucb" else seeding.undecided
-
-        def lucb(cands, noise, objectives, tol):
-            open_ = undecided(cands, noise, objectives, tol)
-            by = {r.number: r for r in cands if r.number in open_}
-            tied = ties(list(by.values()), noise)
-            front = [r.number for r in shown_front(cands, objectives, tol) if r.number in open_]
-            room = {n for n, r in by.items() if len(r.seeds) < max_seeds}
-            need = set()
-            for f in front:
-                challengers = sorted((tied[f] - set(front)) & room, key=lambda n: -(by[n].top1 + seeding.Z * noise.se(
-                    by[n])))
-                need |= ({f} & room) | set(challengers[:1]) if tied[f] else set()
-            return need
-        return lucb
-    if name.startswith("futility:"):
-        floor = float(name.partition(":")[2])
-
-        def futility(cands, noise, objectives, tol):
-            if noise.sigma is None:
-                return seeding.undecided(cands, noise, objectives, tol)
-            keep = seeding.contest(cands, noise, objectives, tol)[0]
-            by = {r.number: r for r in cands if r.number in keep}
-            final = seeding.Z * noise.sigma * math.sqrt(2 / max_seeds)  # the gap that separates at max_seeds each
-
-            def power(a: TrialRecord, b: TrialRecord) -> float:
-                left = noise.sigma * math.sqrt(max(1e-9, 2 * max_seeds - max(1, len(a.seeds)) - max(1, len(b.seeds)))
-                                               ) / max_seeds  # the sd of the final difference given the runs so far
-                d = abs(a.top1 - b.top1)
-                return NormalDist().cdf((d - final) / left) + NormalDist().cdf((-final - d) / left)
-
-            return {n for n, ts in ties(list(by.values()), noise).items() if any(power(by[n], by[m]) >= floor
-                                                                                 for m in ts)}
-        return futility
+    rules = {"attnas": None, "one-sided": one_sided, "one-sided-across": one_sided_across,
+             "lucb": lucb(seeding.undecided, max_seeds), "one-sided+lucb": lucb(one_sided, max_seeds)}
+    if name in rules:
+        return rules[name]
+    floor = name.partition("futility:")[2]
+    if name.startswith("futility:") and floor.replace(".", "", 1).isdigit():
+        return futility(float(floor), max_seeds)
     raise SystemExit(f"--rule {name}: unknown; use attnas, one-sided, one-sided-across, lucb, one-sided+lucb or "
                      "futility:P (e.g. futility:0.2)")
 
