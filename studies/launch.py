@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import signals
 from .config import StudyConfig, StudyError
 from .storage import mask, resolve
 
@@ -83,22 +84,9 @@ def stop_on_signals() -> list[int]:
     first signal raises KeyboardInterrupt, so the worker fails the trial as "interrupted" and queues it again
     at once (its checkpoint stays in the run folder, so whoever claims it resumes at the last epoch); later
     signals (Slurm sends SIGTERM after USR2 and when it requeues) are only noted, so the re-queue is never cut
-    short. A forked child (a decode pool) keeps each signal's default meaning.
+    short. A stop the interpreter swallows is raised again at the worker's next epoch (studies.signals).
     """
-    owner, caught = os.getpid(), []
-
-    def handler(signum: int, frame: object) -> None:
-        if os.getpid() != owner:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        caught.append(signum)
-        if len(caught) == 1:
-            raise KeyboardInterrupt
-
-    for signum in (signal.SIGTERM, signal.SIGUSR2):
-        signal.signal(signum, handler)
-    return caught
+    return signals.stop_on((signal.SIGTERM, signal.SIGUSR2), every=False)
 
 
 def requeue_self() -> bool:

@@ -44,7 +44,7 @@ import trainer
 from search_space import ArchSpec, suggest
 from trainer.checkpoint import FILE as CHECKPOINT
 
-from . import events, host, queue, seeding, stopping, tracking, trunks
+from . import events, host, queue, seeding, signals, stopping, tracking, trunks
 from . import storage as st
 from .config import StudyConfig, StudyError
 from .environment import environment, identity, mismatch_line
@@ -185,6 +185,7 @@ def work(ctx: Context, study: optuna.Study, hooks: Hooks | None = None, poll_s: 
     fresh = True  # False once the space is exhausted: then only retries are claimed
     images: list[int | None] = []  # the held-out size, read once when auto seeds first need it
     while True:
+        signals.check()  # a stop the interpreter swallowed (studies.signals): claim nothing more
         for number in ctx.liveness.recover(study):
             hooks.on_retry(events.TrialRetried(number, st.GRACE_S))
         trial = ctx.liveness.claim(study, fresh=fresh)
@@ -379,6 +380,7 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
 
     @host.resizing  # a worker that joined or left since the last epoch changes this one's share
     def on_epoch(stats: trainer.EpochStats) -> bool:
+        signals.check()  # a stop the interpreter swallowed mid-epoch fails the trial as "interrupted" here
         run.log_epoch(stats.epoch, {k: v for k, v in stats.to_dict().items() if k != "epoch"})
         return goes_on(stats)
 

@@ -8,45 +8,33 @@ live in `run` (running a study), `read` (reading one) and `tools` (around one); 
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
 import typer
 
+from .. import signals
 from . import fidelity, provenance, read, repair, run, tools  # noqa: F401  (registers the commands)
 from .app import app, debugging, error_line
 
 INTERRUPTED = 130
 TERMINATED = 143  # 128 + SIGTERM
-_terminated: list[int] = []
 
 
-def stop_on_sigterm() -> None:
+def stop_on_signals() -> None:
     """Make SIGTERM stop this process the way Ctrl-C does: the running trial is failed as "interrupted" and
-    queued again at once, its checkpoint kept in the run folder.
+    queued again at once, its checkpoint kept in the run folder; and neither can be lost (studies.signals).
 
-    Why: SIGTERM is how Slurm preempts or cancels a job (and how `kill`, systemd and Kubernetes stop one),
+    Why SIGTERM: it is how Slurm preempts or cancels a job (and how `kill`, systemd and Kubernetes stop one),
     with SIGKILL following after a grace time. Dying of it left the trial RUNNING until its heartbeat went
-    stale (ATTNAS_GRACE_S, 90 s) before another worker could retry it. Child processes (a decode pool)
-    inherit the handler under fork; for them SIGTERM keeps its default meaning, so a pool still terminates.
+    stale (ATTNAS_GRACE_S, 90 s) before another worker could retry it.
     """
-    owner = os.getpid()
-
-    def handler(signum: int, frame: object) -> None:
-        if os.getpid() != owner:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        _terminated.append(signum)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
+    signals.stop_on((signal.SIGINT, signal.SIGTERM))
 
 
 def main() -> None:
     """Entry point: run the app; every exception becomes one masked `error:` line and its exit status."""
-    stop_on_sigterm()
+    stop_on_signals()
     try:
         code = typer.main.get_command(app).main(standalone_mode=False)
     except typer.Abort:  # EOF at a prompt (typer turns Ctrl-C itself into exit code 130)
@@ -61,9 +49,10 @@ def main() -> None:
         print(f"error: {line}", file=sys.stderr)
         sys.exit(status)
     if code == INTERRUPTED:
-        how = "terminated (SIGTERM)" if _terminated else "interrupted"
+        terminated = signal.SIGTERM in signals.received
+        how = "terminated (SIGTERM)" if terminated else "interrupted"
         print(f"{how}: a trial that was running is queued again; run the same command to resume", file=sys.stderr)
-        code = TERMINATED if _terminated else code
+        code = TERMINATED if terminated else code
     sys.exit(code if isinstance(code, int) else 0)
 
 
