@@ -4,11 +4,12 @@ A handler that raises KeyboardInterrupt raises it in whatever Python code runs w
 is a weakref callback, a `__del__` or another finaliser run by a garbage-collector pass (SQLAlchemy's
 `_collection_gced`, for one), Python prints "Exception ignored in ..." and carries on: the stop is lost, and a
 worker told to stop mid-trial trains on to its normal end and exits 0 (seen in a full suite run on
-2026-12-06: SIGTERM at epoch 1 of 3, "ran 3 trial(s)", exit 0; Python's own Ctrl-C handler has the same flaw).
+2026-12-06: SIGTERM mid-trial, then "ran 3 trial(s)", exit 0; Python's own Ctrl-C handler has the same flaw).
 So every stop signal is also recorded here, and the worker calls `check` where stopping is safe: before it
 claims a trial and at every epoch's end. A stop the interpreter swallowed is then raised again there, at most
 an epoch late, and takes the same path as one that arrived: the trial is failed as "interrupted" and queued
-again. Forked children (a decode pool) keep each signal's default meaning.
+again. Forked children (a decode pool) keep each signal's meaning from before: SIGINT raises KeyboardInterrupt
+there, the others their default action.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def stop_on(signums: Iterable[int], every: bool = True) -> list[int]:
     received.clear()  # installed once, as the process starts its work
 
     def handler(signum: int, frame: object) -> None:
-        if os.getpid() != owner:
+        if os.getpid() != owner:  # a forked child (a decode pool): the signal's default meaning, as before
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt  # what Python's own handler does
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
