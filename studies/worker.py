@@ -353,6 +353,13 @@ def _reuse(ctx: Context, study: optuna.Study, trial: optuna.Trial, record: dict[
     return final
 
 
+def _stopped(lease: Lease | None) -> bool:
+    """Asked at every training step: raises a stop signal the interpreter swallowed (KeyboardInterrupt), and
+    says whether the trial's lease is lost (then the trainer stops with `Cancelled`)."""
+    signals.check()
+    return lease is not None and not lease.held()
+
+
 def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, Any],
            watch: Callable[[int, trainer.EpochStats], None], seed: int | None = None,
            extra_seed: bool = False, lease: Lease | None = None) -> dict[str, Any]:
@@ -364,7 +371,8 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
     MO-ASHA and keeps no checkpoint artifact (the first seed's is the architecture's). `watch(seed index,
     stats)` sees every seed's epochs.
     A trial whose `lease` is lost (declared dead by another worker) stops at its next step without writing
-    another checkpoint: the retry owns the run folder now.
+    another checkpoint: the retry owns the run folder now. A stop signal the interpreter swallowed is raised
+    again at the next step too (studies.signals), so the trial is failed as "interrupted" and queued again.
     """
     schedule = ctx.config.schedule if seed is None else trainer.single_run(ctx.config.schedule, seed)
     config = replace(ctx.config, schedule=schedule)
@@ -380,7 +388,6 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
 
     @host.resizing  # a worker that joined or left since the last epoch changes this one's share
     def on_epoch(stats: trainer.EpochStats) -> bool:
-        signals.check()  # a stop the interpreter swallowed mid-epoch fails the trial as "interrupted" here
         run.log_epoch(stats.epoch, {k: v for k, v in stats.to_dict().items() if k != "epoch"})
         return goes_on(stats)
 
@@ -389,7 +396,7 @@ def _train(ctx: Context, trial: optuna.Trial, spec: ArchSpec, record: dict[str, 
         result, runs = trainer.train_seeds(spec, ctx.subset, config.schedule, ctx.device, on_epoch=on_epoch,
                                            watch=watch, train=ctx.train, checkpoint_dir=ctx.runs, progress=False,
                                            **({"start": start} if start is not None else {}),
-                                           **({"stop": lambda: not lease.held()} if lease else {}))
+                                           stop=lambda: _stopped(lease))
     except BaseException as exc:  # a crash or Ctrl-C never leaves a dangling tracking run
         run.finish({"error": f"{type(exc).__name__}: {exc}"[:500]}, failed=True)
         raise

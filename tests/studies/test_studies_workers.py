@@ -218,7 +218,7 @@ def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(sig: signal.Signa
     # log=True: a short run's log (3 trials of 3 epochs) fits the pipe, and says where the signal landed if
     # this fails again. It failed twice in full suite runs (exit 0, the worker ran on): the signal's
     # KeyboardInterrupt raised inside a finaliser and swallowed; since studies.signals the worker raises it
-    # again at the epoch's end (test_a_stop_the_interpreter_swallowed_still_requeues_the_trial_at_the_epoch_end)
+    # again at its next step (test_a_stop_the_interpreter_swallowed_still_requeues_the_trial_at_its_next_step)
     worker = attnas_popen("worker", str(path), "--no-wandb", log=True, **FAST_HEARTBEAT)
     interrupted = _signal_mid_trial(worker, url, "ctrl-c", sig)
     states = f"worker: {sigint_state(worker.pid)}; this test: {sigint_state()}"  # not yet reaped: still in /proc
@@ -272,11 +272,11 @@ cli.main()
 
 
 @pytest.mark.slow
-def test_a_stop_the_interpreter_swallowed_still_requeues_the_trial_at_the_epoch_end(tiny_study, tmp_path: Path,
+def test_a_stop_the_interpreter_swallowed_still_requeues_the_trial_at_its_next_step(tiny_study, tmp_path: Path,
                                                                                    cli_env) -> None:
     """The cause of a flake seen twice in full suite runs (a worker signalled mid-trial ran on and exited 0):
     the signal's KeyboardInterrupt raised inside a finaliser, and swallowed. The stop is recorded, so the
-    worker raises it again at the epoch's end: the trial is queued again, the exit status is SIGTERM's."""
+    worker raises it again at its next training step: the trial is queued again, the exit status is SIGTERM's."""
     url = f"sqlite:///{tmp_path}/swallowed.db"
     path = tiny_study(url, trials=3, epochs=3, name="swallowed")
     script = tmp_path / "swallowed.py"
@@ -287,7 +287,7 @@ def test_a_stop_the_interpreter_swallowed_still_requeues_the_trial_at_the_epoch_
     assert done.returncode == 143 and "terminated (SIGTERM)" in done.stderr, done.stderr
     trials = _open(url, "swallowed").get_trials()
     assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["attnas"]["error"] == "interrupted"
-    assert not [t for t in trials if t.state == TrialState.COMPLETE]  # stopped in its first trial's first epoch
+    assert not [t for t in trials if t.state == TrialState.COMPLETE]  # stopped in its first trial's first step
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
 
