@@ -6,7 +6,8 @@ is a weakref callback, a `__del__` or another finaliser run by a garbage-collect
 worker told to stop mid-trial trains on to its normal end and exits 0 (seen in a full suite run on
 2026-12-06: SIGTERM mid-trial, then "ran 3 trial(s)", exit 0; Python's own Ctrl-C handler has the same flaw).
 So every stop signal is also recorded here, and the worker calls `check` where stopping is safe: before it
-claims a trial and at every training step (where it also asks whether its lease still holds). A stop the
+claims a trial and at every training step of a trial or a trunk (a trial's step also asks whether its lease
+still holds). A stop the
 interpreter swallowed is then raised again there, a step late, and takes the same path as one that arrived:
 the trial is failed as "interrupted" and queued again. Forked children (a decode pool) keep each signal's
 meaning from before: SIGINT raises KeyboardInterrupt there, the others their default action.
@@ -50,3 +51,9 @@ def check() -> None:
     """Raise KeyboardInterrupt when a stop signal was received: again, if the interpreter swallowed it."""
     if received:
         raise KeyboardInterrupt
+
+
+def checked() -> bool:
+    """`check` as a trainer `stop` predicate (proxy_train asks it at every step): raises, else False."""
+    check()
+    return False

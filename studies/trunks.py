@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from . import queue
+from . import queue, signals
 from .journal import exclusive
 from .storage import StorageInfo
 
@@ -101,7 +101,7 @@ def start_for(config: Any, info: StorageInfo, storage: Any, study: optuna.Study,
             return found
         folder = config.folder / "trunks"
         result, weights = trainer.train_trunk(spec, subset, config.schedule, proxy.trunk_epochs, device,
-                                              root=folder)
+                                              root=folder, stop=signals.checked)  # a swallowed stop: a step late
         with exclusive(storage):  # on a journal file: the artifact's attr and ours are one append
             artifact = _upload(artifacts, study, weights)
             made = TrunkInfo(key, spec.backbone, spec.width, config.schedule.width_mult, result.epochs,

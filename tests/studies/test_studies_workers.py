@@ -21,6 +21,7 @@ from procs import checkpoint_epoch, finish, sigint_state
 
 from studies import storage as st
 from studies.queue import SURPLUS, reused
+from studies.trunks import study_trunks
 
 FAST_HEARTBEAT = {"ATTNAS_HEARTBEAT_S": "1", "ATTNAS_GRACE_S": "4"}
 
@@ -236,20 +237,22 @@ def test_ctrl_c_requeues_the_running_trial_and_a_rerun_resumes(sig: signal.Signa
     assert rerun.state == TrialState.COMPLETE and rerun.params == trials[interrupted].params
 
 
-#: `attnas ARGS` in-process, with trainer.train_seeds wrapped so that as the first trial starts training a
-#: SIGTERM lands inside a weakref callback, as it can inside a garbage-collector pass: Python prints "Exception
-#: ignored in" and the handler's KeyboardInterrupt is lost (studies.signals).
+#: `attnas ARGS` in-process, with trainer.$SWALLOW_IN (train_seeds or train_trunk) wrapped so that as the first
+#: trial (or its trunk) starts training a SIGTERM lands inside a weakref callback, as it can inside a
+#: garbage-collector pass: Python prints "Exception ignored in" and the handler's KeyboardInterrupt is lost
+#: (studies.signals).
 SWALLOWED_STOP = """
 import os, signal, sys, weakref
 import trainer
 from studies import cli
 
-real = trainer.train_seeds
+name = os.environ["SWALLOW_IN"]
+real = getattr(trainer, name)
 
 
-def train_seeds(*args, **kwargs):
-    if not getattr(train_seeds, "done", False):
-        train_seeds.done = True
+def wrapped(*args, **kwargs):
+    if not getattr(wrapped, "done", False):
+        wrapped.done = True
 
         class Box:
             pass
@@ -265,24 +268,28 @@ def train_seeds(*args, **kwargs):
     return real(*args, **kwargs)
 
 
-trainer.train_seeds = train_seeds
+setattr(trainer, name, wrapped)
 sys.argv = ["attnas", *sys.argv[1:]]
 cli.main()
 """
 
 
 @pytest.mark.slow
-def test_a_stop_the_interpreter_swallowed_still_requeues_the_trial_at_its_next_step(tiny_study, tmp_path: Path,
-                                                                                   cli_env) -> None:
+@pytest.mark.parametrize("where", ["train_seeds", "train_trunk"])
+def test_a_stop_the_interpreter_swallowed_still_requeues_the_trial_at_its_next_step(where: str, tiny_study,
+                                                                                   tmp_path: Path, cli_env) -> None:
     """The cause of a flake seen twice in full suite runs (a worker signalled mid-trial ran on and exited 0):
     the signal's KeyboardInterrupt raised inside a finaliser, and swallowed. The stop is recorded, so the
-    worker raises it again at its next training step: the trial is queued again, the exit status is SIGTERM's."""
+    worker raises it again at its next training step, of the trial or of the trunk it builds first: the trial
+    is queued again, the exit status is SIGTERM's, and no trunk is finished."""
     url = f"sqlite:///{tmp_path}/swallowed.db"
-    path = tiny_study(url, trials=3, epochs=3, name="swallowed")
+    path = tiny_study(url, trials=3, epochs=3, name="swallowed", train_per_class=48)
+    if where == "train_trunk":
+        path.write_text(path.read_text() + '\n[proxy]\nstart = "trunk"\ntrunk_epochs = 3\n')
     script = tmp_path / "swallowed.py"
     script.write_text(SWALLOWED_STOP)
     done = subprocess.run([sys.executable, str(script), "worker", str(path), "--no-wandb"], capture_output=True,
-                          text=True, timeout=300, env=cli_env(**FAST_HEARTBEAT))
+                          text=True, timeout=300, env=cli_env(SWALLOW_IN=where, **FAST_HEARTBEAT))
     assert "Exception ignored" in done.stderr and "KeyboardInterrupt" in done.stderr, done.stderr  # swallowed
     assert done.returncode == 143 and "terminated (SIGTERM)" in done.stderr, done.stderr
     trials = _open(url, "swallowed").get_trials()
@@ -290,6 +297,7 @@ def test_a_stop_the_interpreter_swallowed_still_requeues_the_trial_at_its_next_s
     assert not [t for t in trials if t.state == TrialState.COMPLETE]  # stopped in its first trial's first step
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+    assert study_trunks(_open(url, "swallowed")) == []  # the trunk's build stopped too: none finished
 
 
 @pytest.mark.slow
