@@ -43,7 +43,7 @@ from proxy_modes import auto_runs
 
 from studies import config as study_config
 from studies import seeding
-from studies.fidelity_stats import pooled_sigma
+from studies.fidelity_stats import indistinguishable, pooled_sigma
 from studies.records import GFLOPS_TOL, MAXIMISE, Status, TrialRecord, front_candidates, pick, shown_front
 
 
@@ -73,10 +73,14 @@ def pooled(sources: list[str]) -> dict[str, list[float]]:
     return runs
 
 
-def ties(cands: list[TrialRecord], noise: seeding.Noise, z: float = seeding.Z) -> dict[int, set[int]]:
-    """Trial -> the trials among `cands` it is not separated from (seeding's two-sided test)."""
-    return {a.number: {b.number for b in cands if b is not a and abs(a.top1 - b.top1) < z * math.hypot(
-        noise.se(a) or 0.0, noise.se(b) or 0.0)} for a in cands}
+def ties(cands: list[TrialRecord], noise: seeding.Noise) -> dict[int, set[int]]:
+    """Trial -> the trials among `cands` it is not separated from (fidelity_stats.indistinguishable: the front's
+    "within noise of" test, which the seeding rule uses too)."""
+    out: dict[int, set[int]] = {r.number: set() for r in cands}
+    for a, b in indistinguishable({str(r.number): (r.top1, noise.se(r) or 0.0) for r in cands}):
+        out[int(a)].add(int(b))
+        out[int(b)].add(int(a))
+    return out
 
 
 def one_sided(cands, noise, objectives, tol) -> set[int]:

@@ -7,10 +7,9 @@ worker told to stop mid-trial trains on to its normal end and exits 0 (seen in a
 2026-12-06: SIGTERM mid-trial, then "ran 3 trial(s)", exit 0; Python's own Ctrl-C handler has the same flaw).
 So every stop signal is also recorded here, and the worker calls `check` where stopping is safe: before it
 claims a trial and at every training step of a trial or a trunk (a trial's step also asks whether its lease
-still holds). A stop the
-interpreter swallowed is then raised again there, a step late, and takes the same path as one that arrived:
-the trial is failed as "interrupted" and queued again. Forked children (a decode pool) keep each signal's
-meaning from before: SIGINT raises KeyboardInterrupt there, the others their default action.
+still holds). A stop the interpreter swallowed is then raised again there, a step late, and takes the same path
+as one that arrived: the trial is failed as "interrupted" and queued again. Forked children (a decode pool)
+keep each signal's meaning from before: SIGINT raises KeyboardInterrupt there, the others their default action.
 """
 
 from __future__ import annotations
