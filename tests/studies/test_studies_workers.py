@@ -292,12 +292,13 @@ def test_a_stop_the_interpreter_swallowed_still_requeues_the_trial_at_its_next_s
                           text=True, timeout=300, env=cli_env(SWALLOW_IN=where, **FAST_HEARTBEAT))
     assert "Exception ignored" in done.stderr and "KeyboardInterrupt" in done.stderr, done.stderr  # swallowed
     assert done.returncode == 143 and "terminated (SIGTERM)" in done.stderr, done.stderr
-    trials = _open(url, "swallowed").get_trials()
+    study = _open(url, "swallowed")
+    trials = study.get_trials()
     assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["attnas"]["error"] == "interrupted"
     assert not [t for t in trials if t.state == TrialState.COMPLETE]  # stopped in its first trial's first step
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
-    assert study_trunks(_open(url, "swallowed")) == []  # the trunk's build stopped too: none finished
+    assert study_trunks(study) == []  # the trunk's build stopped too: none finished
 
 
 @pytest.mark.slow
