@@ -139,9 +139,15 @@ def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, flo
 
 
 def auto_runs(pools: dict[str, list[float]], gflops: dict[str, float], images: int,
-              rule: Callable[..., set[int]] | None = None) -> dict[str, list[float]]:
+              rule: Callable[..., set[int]] | None = None, workers: int | None = None,
+              order: Callable[..., list[int]] | None = None) -> dict[str, list[float]]:
     """studies.seeding's rule (or `rule`, as seeding.wanted takes it) replayed on pre-trained runs: the runs each
-    architecture gets (a prefix of its pool; max_seeds = the smallest pool)."""
+    architecture gets (a prefix of its pool; max_seeds = the smallest pool).
+
+    `workers` W: only the first W wanted seeds (in `order(want, records, noise)`'s order, else trial number's)
+    are trained, and all come back before the next W are decided: W workers each asking for one seed when
+    free (benchmarks/search_odds.py --workers). None: every wanted seed at once, a round at a time, as a
+    study's workers drain what `seeding.top_up` queues."""
     names = list(pools)
     max_seeds = min(len(v) for v in pools.values())
     used = {n: 1 for n in names}
@@ -150,7 +156,10 @@ def auto_runs(pools: dict[str, list[float]], gflops: dict[str, float], images: i
         rs = [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, top1=fmean(pools[n][:used[n]]),
                           gflops=gflops[n], params=1, seeds=tuple(pools[n][:used[n]]) if used[n] > 1 else ())
               for i, n in enumerate(names)]
-        want = seeding.wanted(rs, attempts, (), seeding.noise(rs, images), max_seeds=max_seeds, rule=rule)
+        model = seeding.noise(rs, images)
+        want = seeding.wanted(rs, attempts, (), model, max_seeds=max_seeds, rule=rule)
+        if workers:
+            want = (order(want, rs, model) if order else want)[:workers]
         if not want:
             return {n: pools[n][:used[n]] for n in names}
         for i in want:

@@ -1,7 +1,8 @@
 """How often would the known-answer example's search put the known answer on its front, under a given proxy?
 
 Usage: .venv/bin/python benchmarks/search_odds.py [STUDY.toml] --truth FILE.jsonl ... --proxy FILE.jsonl[@EPOCHS] ...
-           [--max-seeds K] [--fixed] [--rule R] [--sims N] [--gflops-tol T] [--plug-in] [--own-sigma] [--json]
+           [--max-seeds K] [--fixed] [--rule R] [--workers W [--fifo]] [--z Z] [--sims N] [--gflops-tol T] [--plug-in]
+           [--own-sigma] [--json]
 
 One real search is one draw: with a proxy whose seed noise is as large as the truth's gaps, a search that
 puts the truth's best on its front (or misses it) says little about the next one. This replays the study's
@@ -12,10 +13,10 @@ search many times on paper, from measured runs only, with the study's own rules:
     error, sigma / sqrt(runs): the measured means are themselves a draw; `--plug-in` skips this and so
     overstates the odds), then every run as true mean + sigma * N(0, 1);
   - the search: every architecture of STUDY's space trained once (the example searches its whole space), then
-    `seeds = "auto"` with `max_seeds` K replayed by studies.seeding's rule, or `--rule`'s (proxy_modes.auto_runs,
-    seeds added a round at a time, as one worker drains the queued jobs; `--fixed`: `seeds = K`, K runs of
-    every architecture), then the shown front (studies.records.shown_front, tolerance T) and the contenders
-    (studies.seeding.contest);
+    `seeds = "auto"` with `max_seeds` K replayed by studies.seeding's rule, or `--rule`'s (proxy_modes.auto_runs:
+    every wanted seed a round at a time, or `--workers` W taking the most useful W at a time; `--fixed`:
+    `seeds = K`, K runs of every architecture), then the shown front (studies.records.shown_front, tolerance T)
+    and the contenders (studies.seeding.contest);
   - the answer: the truth files' best (benchmarks/known_answer.ground_truth on their runs pooled: its top and
     every architecture not separated from it at 95%), as measured, not redrawn.
 It prints, per ground-truth best, how often it is on the shown front and how often at least within noise of it
@@ -44,7 +45,7 @@ from proxy_modes import auto_runs
 from studies import config as study_config
 from studies import seeding
 from studies.fidelity_stats import indistinguishable, pooled_sigma
-from studies.records import GFLOPS_TOL, MAXIMISE, Status, TrialRecord, front_candidates, pick, shown_front
+from studies.records import GFLOPS_TOL, MAXIMISE, Status, TrialRecord, front_candidates, pareto_front, pick, shown_front
 
 
 def measured(source: str) -> dict[str, list[float]]:
@@ -141,6 +142,45 @@ def futility(floor: float, max_seeds: int) -> Callable[..., set[int]]:
     return rule
 
 
+def one_by_one(undecided: Callable[..., set[int]]) -> Callable[..., set[int]]:
+    """`undecided` plus every exact-front member with one run while σ is pooled over fewer than 3 trials.
+
+    The study's rule gives each front member its second run while σ is unmeasured; seeds a round at a time
+    all come back before σ is used, but one worker's seeds would judge the front on the first job's σ, from
+    one degree of freedom (under half the true σ in 38 % of draws; from three, 14 %)."""
+    def rule(cands, noise, objectives, tol) -> set[int]:
+        need = (undecided or seeding.undecided)(cands, noise, objectives, tol)
+        if noise.pooled < 3:
+            need |= {r.number for r in pareto_front(cands, objectives) if len(r.seeds) < 2}
+        return need
+    return rule
+
+
+def first(want: list[int], rs: list[TrialRecord], noise: seeding.Noise, tol: float = GFLOPS_TOL) -> list[int]:
+    """`want` most useful first: each undecided shown-front member and its most dangerous challenger (tied with
+    it, in `want`, highest upper bound mean + 1.96 se), then the rest; each group by upper bound, then number.
+    The pair LUCB (Kalyanakrishnan et al., ICML 2012) samples for best-arm identification, one seed at a time."""
+    cands = front_candidates(rs)
+    by = {r.number: r for r in cands}
+    upper = {n: r.top1 + seeding.Z * (noise.se(r) or 0.0) for n, r in by.items()}
+    open_ = seeding.undecided(cands, noise, gflops_tol=tol) | set(want)
+    front = {r.number for r in shown_front(cands, ("top1", "gflops"), tol)} & open_
+    tied = ties([by[n] for n in open_], noise)
+    duel = front & set(want)
+    for f in front:
+        if challengers := (tied[f] & set(want)) - front:
+            duel.add(max(challengers, key=lambda n: (upper[n], -n)))
+    return sorted(want, key=lambda n: (n not in duel, -upper[n], n))
+
+
+def stricter(rule: Callable[..., set[int]] | None, z: float) -> Callable[..., set[int]]:
+    """The study's rule (`rule` must be None: attnas') with its tests at `z` instead of 1.96: more seeds before a
+    tie counts as separated, as a sequential test looked at more often needs (the front's own ± stays 1.96)."""
+    if rule is not None:
+        raise SystemExit("--z: only with --rule attnas (the other rules fix their own tests)")
+    return lambda cands, noise, objectives, tol: seeding.undecided(cands, noise, objectives, tol, z=z)
+
+
 def rule_of(name: str, max_seeds: int) -> Callable[..., set[int]] | None:
     """`--rule`: which trials a simulated search seeds next, in studies.seeding.wanted's `rule` signature.
 
@@ -165,14 +205,19 @@ def rule_of(name: str, max_seeds: int) -> Callable[..., set[int]] | None:
 
 def one_search(means: dict[str, float], sigma: float | dict[str, float], gflops: dict[str, float], images: int,
                max_seeds: int, gflops_tol: float, rng: np.random.Generator, fixed: bool = False,
-               rule: Callable[..., set[int]] | None = None) -> tuple[set[str], set[str], float, str]:
+               rule: Callable[..., set[int]] | None = None, workers: int | None = None,
+               fifo: bool = False, z: float = seeding.Z) -> tuple[set[str], set[str], float, str]:
     """(shown front, contenders, runs per architecture, the shown front's most accurate member) of one simulated
     search: `seeds = "auto"` with `max_seeds`, or (`fixed`) `seeds = max_seeds` for every architecture. The last
     is what a user of a flat-cost space reads off the front as "the answer", so it is the test that still means
     something when the truth's best is a tie of several placements, of which a front shows one."""
     spread = sigma if isinstance(sigma, dict) else dict.fromkeys(means, sigma)  # each architecture's own σ, or one
     pools = {n: list(m + spread[n] * rng.standard_normal(max_seeds)) for n, m in means.items()}
-    used = pools if fixed else auto_runs(pools, gflops, images, rule)
+    if z != seeding.Z:
+        rule = stricter(rule, z)
+    if workers:  # seeds one per free worker: the front's second runs first, then most useful (or FIFO) first
+        rule = one_by_one(rule)
+    used = pools if fixed else auto_runs(pools, gflops, images, rule, workers, None if fifo else first)
     rs = [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, spec_name=n, top1=fmean(v), gflops=gflops[n],
                       params=1, seeds=tuple(v) if len(v) > 1 else ()) for i, (n, v) in enumerate(used.items())]
     front = shown_front(rs, ("top1", "gflops"), gflops_tol)
@@ -180,6 +225,12 @@ def one_search(means: dict[str, float], sigma: float | dict[str, float], gflops:
     top = pick(front, math.inf).spec_name  # what `attnas pick` answers without a budget
     runs = fmean(len(v) for v in used.values())
     return {r.spec_name for r in front}, {rs[i].spec_name for i in contenders}, runs, top
+
+
+def workers_text(workers: int | None, fifo: bool) -> str:
+    if not workers:
+        return ""
+    return f", {workers} worker(s) taking seeds {'in trial-number order' if fifo else 'most useful first'}"
 
 
 def main() -> None:
@@ -194,6 +245,14 @@ def main() -> None:
     parser.add_argument("--rule", default="attnas", help="the auto-seeds rule: attnas (the study's own), one-sided, "
                         "one-sided-across, lucb, one-sided+lucb or futility:P - other rules weighed against attnas' "
                         "own on the same draws (rule_of)")
+    parser.add_argument("--workers", type=int, default=None, help="seeds one per free worker, not a round at a "
+                        "time: W workers each take the most useful wanted seed (`first`) when free (not shipped: "
+                        "RESULTS, 'One seed per free worker'); default: every wanted seed a round at a time, as "
+                        "the study's own workers do")
+    parser.add_argument("--fifo", action="store_true", help="with --workers: seeds taken in trial-number order "
+                        "instead of `first`'s")
+    parser.add_argument("--z", type=float, default=seeding.Z, help="the seeding rule's two-sided z (default 1.96, "
+                        "the study's): stricter for seeds decided one at a time, which test each tie more often")
     parser.add_argument("--sims", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gflops-tol", type=float, default=GFLOPS_TOL)
@@ -203,6 +262,8 @@ def main() -> None:
                         "of its own measured runs, not the pooled one (the search's rule still pools): whether "
                         "unequal noise explains real searches missing more often than the pooled model says")
     args = parser.parse_args()
+    if args.fifo and not args.workers:
+        raise SystemExit("--fifo: only with --workers W (a round at a time takes every wanted seed, in no order)")
     config = study_config.read_file(args.study)
     max_seeds = args.max_seeds or config.schedule.max_seeds or 1
     specs = {s.name: s for s in config.space.enumerate()}
@@ -229,7 +290,7 @@ def main() -> None:
         means = {n: fmean(v) + (0 if args.plug_in else spread[n] / math.sqrt(len(v)) * rng.standard_normal())
                  for n, v in proxy.items()}
         shown, contenders, runs, top = one_search(means, spread, gflops, images, max_seeds, args.gflops_tol, rng,
-                                                  args.fixed, rule)
+                                                  args.fixed, rule, args.workers, args.fifo, args.z)
         for n in truth["best"]:
             on_front[n] += n in shown
             in_noise[n] += n in contenders
@@ -238,6 +299,7 @@ def main() -> None:
         cost.append(runs)
     out = {"study": config.name, "proxy": args.proxy, "proxy_runs": {n: len(v) for n, v in proxy.items()},
            "proxy_sigma": sigma, "max_seeds": max_seeds, "fixed": args.fixed, "rule": args.rule,
+           "workers": args.workers, "fifo": args.fifo, "z": args.z,
            "sims": args.sims,
            "plug_in": args.plug_in, "own_sigma": args.own_sigma, "gflops_tol": args.gflops_tol,
            "truth_best": [short(specs[n]) for n in truth["best"]],
@@ -251,7 +313,9 @@ def main() -> None:
     print(f"{config.name}: proxy {' + '.join(args.proxy)} ({min(out['proxy_runs'].values())}-"
           f"{max(out['proxy_runs'].values())} runs per architecture, seed sigma {100 * sigma:.2f} pts); "
           f"{f'seeds = {max_seeds}' if args.fixed else f'auto seeds max {max_seeds}'}"
-          f"{'' if args.fixed or args.rule == 'attnas' else f' (rule {args.rule})'}; {args.sims} simulated searches"
+          f"{'' if args.fixed or args.rule == 'attnas' else f' (rule {args.rule})'}"
+          f"{workers_text(args.workers, args.fifo)}{'' if args.z == seeding.Z else f', z {args.z}'}; "
+          f"{args.sims} simulated searches"
           f"{' (plug-in means)' if args.plug_in else ''}{' (each its own sigma)' if args.own_sigma else ''}; "
           f"{out['runs_per_arch']:.2f} runs per architecture")
     for n in out["truth_best"]:

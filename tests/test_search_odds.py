@@ -12,7 +12,7 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 import pytest  # noqa: E402
-from search_odds import measured, one_search, pooled, rule_of  # noqa: E402
+from search_odds import first, measured, one_by_one, one_search, pooled, rule_of, stricter  # noqa: E402
 
 from studies import seeding  # noqa: E402
 from studies.records import Status, TrialRecord  # noqa: E402
@@ -126,3 +126,41 @@ def test_every_rule_finds_a_placement_far_above_the_noise_and_an_unknown_rule_is
         assert shown == {"c"} and top == "c" and 1 <= runs <= 6
     with pytest.raises(SystemExit, match="--rule best: unknown"):
         rule_of("best", 6)
+
+
+def test_one_seed_per_free_worker_takes_the_front_member_and_its_challenger_first() -> None:
+    """`--workers`' order (`first`): at 1.0 GFLOPs member 2 is tied with 1 and 0, at 0.5 member 3 with 4. Each
+    member and its most dangerous challenger (highest mean + 1.96 se: 1, not 0) first, by upper bound; 0, tied
+    too, waits though its bound is above the cheap pair's. A capped member's challenger still goes first."""
+    rs = [trained(0, 0.785, gflops=1.0), trained(1, 0.790, gflops=1.0), trained(2, 0.800, gflops=1.0),
+          trained(3, 0.700, gflops=0.5), trained(4, 0.690, gflops=0.5)]
+    noise = seeding.Noise(0.01, 2500, 3)
+    assert first([0, 1, 2, 3, 4], rs, noise) == [2, 1, 3, 4, 0]
+    assert first([0, 1, 3, 4], rs, noise) == [1, 3, 4, 0]  # 2 at max_seeds or in flight
+    assert first([0, 2, 3, 4], rs, noise) == [2, 0, 3, 4]  # 1 capped: 0 is 2's challenger now
+
+
+def test_one_seed_per_free_worker_gives_the_front_its_second_runs_before_trusting_sigma() -> None:
+    """With σ pooled over fewer than 3 trials every exact-front member with one run is wanted as well; after,
+    only the rule's undecided."""
+    rs = [trained(0, 0.60, gflops=1.0), trained(1, 0.90, gflops=2.0), trained(2, 0.50, gflops=3.0)]
+    rule = one_by_one(None)
+    assert rule(rs, seeding.Noise(0.01, 2500, 1), ("top1", "gflops"), 0.02) == {0, 1}
+    assert rule(rs, seeding.Noise(0.01, 2500, 3), ("top1", "gflops"), 0.02) == set()
+
+
+def test_searches_with_one_seed_per_free_worker_find_a_placement_far_above_the_noise() -> None:
+    rng = np.random.default_rng(5)
+    means = {"a": 0.50, "b": 0.50, "c": 0.70, "d": 0.50}
+    for workers, fifo in ((1, False), (2, False), (2, True)):
+        shown, _, runs, top = one_search(means, 0.02, GFLOPS, 2500, 6, 0.02, rng, workers=workers, fifo=fifo)
+        assert shown == {"c"} and top == "c" and 1 <= runs <= 6
+
+
+def test_a_stricter_z_keeps_a_tie_the_study_s_test_separates_and_only_for_the_study_s_rule() -> None:
+    rs = [trained(0, 0.60), trained(1, 0.54)]  # 0.06 apart: 2.12 sd of the difference (σ 0.02 per run)
+    noise = seeding.Noise(0.02, 2500, 3)
+    assert seeding.wanted(rs, {}, (), noise, 6) == []
+    assert seeding.wanted(rs, {}, (), noise, 6, rule=stricter(None, 2.3)) == [0, 1]
+    with pytest.raises(SystemExit, match="--z: only with --rule attnas"):
+        stricter(rule_of("lucb", 6), 2.3)
