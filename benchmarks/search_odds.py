@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python benchmarks/search_odds.py [STUDY.toml] --truth FILE.jsonl ... --proxy FILE.jsonl[@EPOCHS] ...
            [--max-seeds K] [--fixed] [--rule R] [--workers W [--fifo]] [--z Z] [--sims N] [--gflops-tol T] [--plug-in]
-           [--own-sigma] [--json]
+           [--own-sigma] [--replay FILE.jsonl ...] [--json]
 
 One real search is one draw: with a proxy whose seed noise is as large as the truth's gaps, a search that
 puts the truth's best on its front (or misses it) says little about the next one. This replays the study's
@@ -227,6 +227,38 @@ def one_search(means: dict[str, float], sigma: float | dict[str, float], gflops:
     return {r.spec_name for r in front}, {rs[i].spec_name for i in contenders}, runs, top
 
 
+def replayed(path: str, gflops: dict[str, float], images: int, max_seeds: int) -> dict:
+    """The study's own rule (a round at a time) replayed on a real search's own runs, in seed order: whether
+    its workers seeded what the rule asks of those very draws. A replay that wants a run the search did not
+    train names it in "beyond" (it then stops seeding that placement); "differ" lists (trained, replayed)."""
+    seeded: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in runs_in(Path(path)):
+        if r.get("name") in gflops:
+            seeded[r["name"]].append((r["seed"], r["top1"]))
+    if not seeded:
+        raise SystemExit(f"--replay {path}: no runs of the study's architectures (a search's --export file)")
+    pools = {n: [t for _, t in sorted(v)] for n, v in seeded.items()}
+    names = list(pools)
+    used, attempts, beyond = dict.fromkeys(names, 1), {}, set()
+    while True:
+        rs = [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, top1=fmean(pools[n][:used[n]]),
+                          gflops=gflops[n], params=1, seeds=tuple(pools[n][:used[n]]) if used[n] > 1 else ())
+              for i, n in enumerate(names)]
+        want = [i for i in seeding.wanted(rs, attempts, (), seeding.noise(rs, images), max_seeds)
+                if names[i] not in beyond]
+        if not want:
+            break
+        for i in want:
+            if used[names[i]] < len(pools[names[i]]):
+                used[names[i]] += 1
+                attempts[i] = attempts.get(i, 0) + 1
+            else:
+                beyond.add(names[i])
+    differ = {n: (len(pools[n]), used[n]) for n in names if len(pools[n]) != used[n]}
+    return {"file": path, "trained": fmean(len(v) for v in pools.values()), "replayed": fmean(used.values()),
+            "beyond": sorted(beyond), "differ": differ}
+
+
 def workers_text(workers: int | None, fifo: bool) -> str:
     if not workers:
         return ""
@@ -253,6 +285,9 @@ def main() -> None:
                         "instead of `first`'s")
     parser.add_argument("--z", type=float, default=seeding.Z, help="the seeding rule's two-sided z (default 1.96, "
                         "the study's): stricter for seeds decided one at a time, which test each tie more often")
+    parser.add_argument("--replay", action="append", default=[], help="a real search's exported runs (repeatable): "
+                        "the study's rule replayed on its own draws, against what it trained (`replayed`), beside "
+                        "the simulated searches' spread of runs")
     parser.add_argument("--sims", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gflops-tol", type=float, default=GFLOPS_TOL)
@@ -306,7 +341,9 @@ def main() -> None:
            "on_shown_front": {short(specs[n]): k / args.sims for n, k in on_front.items()},
            "within_noise": {short(specs[n]): k / args.sims for n, k in in_noise.items()},
            "front_only_truth_best": only_best / args.sims, "front_top_truth_best": top_best / args.sims,
-           "runs_per_arch": fmean(cost)}
+           "runs_per_arch": fmean(cost), "runs_sd": float(np.std(cost)),
+           "runs_p10_p90": [float(np.percentile(cost, 10)), float(np.percentile(cost, 90))],
+           "replays": [replayed(f, gflops, images, max_seeds) for f in args.replay]}
     if args.json:
         print(json.dumps(out, indent=2))
         return
@@ -323,6 +360,14 @@ def main() -> None:
               f"within noise of it (a contender) {out['within_noise'][n]:6.1%}")
     print(f"  shown front holds only the truth's best: {out['front_only_truth_best']:.1%}")
     print(f"  shown front's most accurate member is one of the truth's best: {out['front_top_truth_best']:.1%}")
+    lo, hi = out["runs_p10_p90"]
+    print(f"  runs per architecture: {out['runs_per_arch']:.2f} on average, sd {out['runs_sd']:.2f} from search to "
+          f"search, 10-90 %: {lo:.2f}-{hi:.2f}")
+    for r in out["replays"]:
+        extra = "".join(f"; {n}: {a} trained, {b} asked" for n, (a, b) in r["differ"].items())
+        extra += f"; wanted beyond those trained: {', '.join(r['beyond'])}" if r["beyond"] else ""
+        print(f"  {r['file']}: trained {r['trained']:.2f} runs per architecture; the study's rule replayed on its "
+              f"own runs asks for {r['replayed']:.2f}{extra}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 import pytest  # noqa: E402
-from search_odds import first, measured, one_by_one, one_search, pooled, rule_of, stricter  # noqa: E402
+from search_odds import first, measured, one_by_one, one_search, pooled, replayed, rule_of, stricter  # noqa: E402
 
 from studies import seeding  # noqa: E402
 from studies.records import Status, TrialRecord  # noqa: E402
@@ -164,3 +164,21 @@ def test_a_stricter_z_keeps_a_tie_the_study_s_test_separates_and_only_for_the_st
     assert seeding.wanted(rs, {}, (), noise, 6, rule=stricter(None, 2.3)) == [0, 1]
     with pytest.raises(SystemExit, match="--z: only with --rule attnas"):
         stricter(rule_of("lucb", 6), 2.3)
+
+
+def test_a_real_search_replayed_on_its_own_runs_asks_for_what_it_trained_or_names_what_it_lacks(tmp_path: Path) -> None:
+    """`--replay`: the study's rule on a search's exported runs, in seed order. a (cheap) and c (costlier, far
+    better) are both on the exact front, so each gets a second run while σ is unmeasured; with two runs each
+    they are 20 σ apart and the rule asks for nothing more."""
+    def export(path: Path, runs: dict[str, list[float]]) -> str:
+        path.write_text("".join(json.dumps({"name": n, "seed": 10 + i, "top1": t}) + "\n"
+                                for n, ts in runs.items() for i, t in reversed(list(enumerate(ts)))))
+        return str(path)
+
+    gflops = {"a": 1.0, "c": 2.0}
+    done = replayed(export(tmp_path / "done.jsonl", {"a": [0.50, 0.51], "c": [0.70, 0.69]}), gflops, 2500, 6)
+    assert done["trained"] == done["replayed"] == 2 and done["beyond"] == [] and done["differ"] == {}
+    short = replayed(export(tmp_path / "short.jsonl", {"a": [0.50], "c": [0.70]}), gflops, 2500, 6)
+    assert short["trained"] == short["replayed"] == 1 and short["beyond"] == ["a", "c"]
+    with pytest.raises(SystemExit, match="no runs of the study's architectures"):
+        replayed(export(tmp_path / "other.jsonl", {"b": [0.5]}), gflops, 2500, 6)
