@@ -169,7 +169,7 @@ def test_a_stricter_z_keeps_a_tie_the_study_s_test_separates_and_only_for_the_st
 def test_a_real_search_replayed_on_its_own_runs_asks_for_what_it_trained_or_names_what_it_lacks(tmp_path: Path) -> None:
     """`--replay`: the study's rule on a search's exported runs, in seed order. a (cheap) and c (costlier, far
     better) are both on the exact front, so each gets a second run while σ is unmeasured; with two runs each
-    they are 20 σ apart and the rule asks for nothing more."""
+    they are some 28 pooled σ apart and the rule asks for nothing more."""
     def export(path: Path, runs: dict[str, list[float]]) -> str:
         path.write_text("".join(json.dumps({"name": n, "seed": 10 + i, "top1": t}) + "\n"
                                 for n, ts in runs.items() for i, t in reversed(list(enumerate(ts)))))
