@@ -9,7 +9,9 @@ truths of different sizes. This script recounts every search against one rule: t
 confirmation of its own answer), its best the top mean and every placement not separated from it at 95%
 (known_answer.ground_truth). A search's answer is its shown front's most accurate member, the one a user reads
 off it: its placement with the highest mean over that search's runs (the most accurate trial is always on the
-front, and the shown front folds only less accurate members into it).
+front, and the shown front folds only less accurate members into it). Each row also gives Kendall tau between
+the truth's means and the search's (its auto seeds pooled), and its first runs alone (one 16-epoch run per
+placement): how far the proxy ranks all 16, not only the top, against a truth of hundreds of runs it holds none of.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import json
 from pathlib import Path
 from statistics import fmean
 
+from device_runs import runs_in
 from known_answer import EXAMPLE, ground_truth, short  # benchmarks/ is the script's own folder
 from search_odds import pooled
 
 from studies import config as study_config
+from studies.fidelity_stats import interval_text, rank_agreement
 
 
 def answer(runs: dict[str, list[float]]) -> tuple[str, float, int]:
@@ -31,18 +35,50 @@ def answer(runs: dict[str, list[float]]) -> tuple[str, float, int]:
     return name, fmean(runs[name]), len(runs[name])
 
 
+def first_runs(search: str, names: set[str]) -> dict[str, float]:
+    """Each placement's first run in a search (its lowest seed: extra seeds count up from the study's seed)."""
+    first: dict[str, tuple[int, float]] = {}
+    for r in runs_in(Path(search)):
+        if r.get("name") in names and (r["name"] not in first or r["seed"] < first[r["name"]][0]):
+            first[r["name"]] = (r["seed"], r["top1"])
+    return {n: t for n, (_, t) in first.items()}
+
+
+def tau(scores: dict[str, float], truth: dict[str, float]) -> dict:
+    """Kendall tau of `scores` against the truth's means over the placements both have, with its interval."""
+    names = sorted(set(scores) & set(truth))
+    return rank_agreement([scores[n] for n in names], [truth[n] for n in names])["kendall_tau"].to_dict()
+
+
 def tally(base: str, searches: list[str], names: set[str]) -> list[dict]:
-    """One row per search: its answer, and that answer's rank in the truth of every other file."""
+    """One row per search: its answer, that answer's rank in the truth of every other file, and how its means
+    (and its first runs alone, the one-run 16-epoch proxy) rank the placements against that truth's means."""
     rows = []
     for search in searches:
         truth = ground_truth({n: v for n, v in pooled([base, *(s for s in searches if s != search)]).items()
                               if n in names})
         ranked = sorted(truth["means"], key=lambda n: -truth["means"][n])
-        name, mean, runs = answer({n: v for n, v in pooled([search]).items() if n in names})
+        own = {n: v for n, v in pooled([search]).items() if n in names}
+        name, mean, runs = answer(own)
         rows.append({"search": Path(search).name, "answer": name, "top1": mean, "runs": runs,
                      "truth_rank": ranked.index(name) + 1, "truth_best": truth["best"],
-                     "hit": name in truth["best"]})
+                     "hit": name in truth["best"], "runs_per_arch": fmean(len(v) for v in own.values()),
+                     "truth_tau": tau({n: fmean(v) for n, v in own.items()}, truth["means"]),
+                     "first_run_tau": tau(first_runs(search, names), truth["means"])})
     return rows
+
+
+def base_taus(base: str, searches: list[str], names: set[str]) -> dict[str, dict]:
+    """The other way round: each seed of the base runs alone, and their mean, against the truth of every search
+    pooled (which holds none of them): Kendall tau with its interval."""
+    truth = ground_truth({n: v for n, v in pooled(searches).items() if n in names})["means"]
+    by_seed: dict[int, dict[str, float]] = {}
+    for r in runs_in(Path(base)):
+        if r.get("name") in names:
+            by_seed.setdefault(r["seed"], {})[r["name"]] = r["top1"]
+    out = {f"seed {s}": tau(runs, truth) for s, runs in sorted(by_seed.items())}
+    out["their mean"] = tau({n: fmean(v) for n, v in pooled([base]).items() if n in names}, truth)
+    return out
 
 
 def main() -> None:
@@ -57,14 +93,21 @@ def main() -> None:
     specs = {s.name: s for s in study_config.read_file(args.study).space.enumerate()}
     rows = tally(args.truth, args.search, set(specs))
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"searches": rows, "base": base_taus(args.truth, args.search, set(specs))}, indent=2))
         return
     for r in rows:
         best = ", ".join(short(specs[n]) for n in r["truth_best"])
         print(f"{r['search']:<40} answer {short(specs[r['answer']]):<12} {100 * r['top1']:5.1f}% ({r['runs']} runs)"
               f"  truth rank {r['truth_rank']:>2}  {'hit ' if r['hit'] else 'miss'}  (truth's best: {best})")
+        print(f"{'':<40} Kendall tau vs the truth's means: its means {interval_text(r['truth_tau'])} "
+              f"({r['runs_per_arch']:.2f} runs per placement), its first runs {interval_text(r['first_run_tau'])}")
     print(f"hits: {sum(r['hit'] for r in rows)} of {len(rows)} searches, each against the base runs and the "
           "other searches' runs")
+    print(f"Kendall tau vs that truth, mean over the searches: their means "
+          f"{fmean(r['truth_tau']['value'] for r in rows):+.2f}, their first runs alone "
+          f"{fmean(r['first_run_tau']['value'] for r in rows):+.2f}")
+    taus = ", ".join(f"{k} {interval_text(v)}" for k, v in base_taus(args.truth, args.search, set(specs)).items())
+    print(f"the base runs against every search pooled, Kendall tau: {taus}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 from known_answer import ground_truth  # noqa: E402
 from search_odds import pooled  # noqa: E402
-from search_tally import tally  # noqa: E402
+from search_tally import base_taus, tally  # noqa: E402
 
 
 def runs_file(path: Path, runs: dict[str, list[float]]) -> str:
@@ -34,3 +34,18 @@ def test_a_search_is_checked_against_the_others_not_its_own_runs(tmp_path: Path)
     # the fair search is checked against a truth that holds the lucky runs: b leads it, a is within noise
     assert rows["fair"]["answer"] == "a" and rows["fair"]["truth_rank"] == 2
     assert rows["fair"]["hit"] and set(rows["fair"]["truth_best"]) == {"a", "b"}
+
+
+def test_a_search_s_ranking_is_measured_by_its_means_and_by_its_first_runs_alone(tmp_path: Path) -> None:
+    """Kendall tau against the truth's means: this search's means keep the truth's order a > b > c > d, its
+    first runs (seed 0 of each) reverse it, so the one-run proxy and the seeded search read apart."""
+    base = runs_file(tmp_path / "base.jsonl", {"a": [0.60, 0.61], "b": [0.55, 0.56], "c": [0.50, 0.51],
+                                               "d": [0.45, 0.46]})
+    search = runs_file(tmp_path / "search.jsonl", {"a": [0.40, 0.80], "b": [0.45, 0.65], "c": [0.50, 0.50],
+                                                   "d": [0.55, 0.35]})
+    (row,) = tally(base, [search], {"a", "b", "c", "d"})
+    assert row["truth_tau"]["value"] == 1.0 and row["first_run_tau"]["value"] == -1.0
+    assert row["runs_per_arch"] == 2
+    # the other way round: each base seed, and their mean, against the searches' pooled means (a > b > c > d)
+    taus = base_taus(base, [search], {"a", "b", "c", "d"})
+    assert set(taus) == {"seed 0", "seed 1", "their mean"} and all(t["value"] == 1.0 for t in taus.values())
