@@ -38,7 +38,7 @@ from pathlib import Path
 from statistics import NormalDist, fmean
 
 import numpy as np
-from device_runs import repeated, runs_in
+from device_runs import done_runs, repeated, runs_in
 from known_answer import EXAMPLE, ground_truth, short  # benchmarks/ is the script's own folder
 from proxy_modes import auto_runs
 
@@ -231,13 +231,12 @@ def replayed(path: str, gflops: dict[str, float], images: int, max_seeds: int) -
     """The study's own rule (a round at a time) replayed on a real search's own runs, in seed order: whether
     its workers seeded what the rule asks of those very draws. A replay that wants a run the search did not
     train names it in "beyond" (it then stops seeding that placement); "differ" lists (trained, replayed)."""
-    seeded: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for r in runs_in(Path(path)):
-        if r.get("name") in gflops:
-            seeded[r["name"]].append((r["seed"], r["top1"]))
-    if not seeded:
+    pools: dict[str, list[float]] = defaultdict(list)
+    for (name, _), top1 in sorted(done_runs(Path(path)).items()):  # by name, then seed
+        if name in gflops:
+            pools[name].append(top1)
+    if not pools:
         raise SystemExit(f"--replay {path}: no runs of the study's architectures (a search's --export file)")
-    pools = {n: [t for _, t in sorted(v)] for n, v in seeded.items()}
     names = list(pools)
     used, attempts, beyond = dict.fromkeys(names, 1), {}, set()
     while True:

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from statistics import fmean
 
-from device_runs import runs_in
+from device_runs import done_runs
 from known_answer import EXAMPLE, ground_truth, short  # benchmarks/ is the script's own folder
 from search_odds import pooled
 
@@ -37,11 +37,11 @@ def answer(runs: dict[str, list[float]]) -> tuple[str, float, int]:
 
 def first_runs(search: str, names: set[str]) -> dict[str, float]:
     """Each placement's first run in a search (its lowest seed: extra seeds count up from the study's seed)."""
-    first: dict[str, tuple[int, float]] = {}
-    for r in runs_in(Path(search)):
-        if r.get("name") in names and (r["name"] not in first or r["seed"] < first[r["name"]][0]):
-            first[r["name"]] = (r["seed"], r["top1"])
-    return {n: t for n, (_, t) in first.items()}
+    first: dict[str, float] = {}
+    for (name, _), top1 in sorted(done_runs(Path(search)).items()):  # by name, then seed
+        if name in names:
+            first.setdefault(name, top1)
+    return first
 
 
 def tau(scores: dict[str, float], truth: dict[str, float]) -> dict:
@@ -73,9 +73,9 @@ def base_taus(base: str, searches: list[str], names: set[str]) -> dict[str, dict
     pooled (which holds none of them): Kendall tau with its interval."""
     truth = ground_truth({n: v for n, v in pooled(searches).items() if n in names})["means"]
     by_seed: dict[int, dict[str, float]] = {}
-    for r in runs_in(Path(base)):
-        if r.get("name") in names:
-            by_seed.setdefault(r["seed"], {})[r["name"]] = r["top1"]
+    for (name, seed), top1 in done_runs(Path(base)).items():
+        if name in names:
+            by_seed.setdefault(seed, {})[name] = top1
     out = {f"seed {s}": tau(runs, truth) for s, runs in sorted(by_seed.items())}
     out["their mean"] = tau({n: fmean(v) for n, v in pooled([base]).items() if n in names}, truth)
     return out
