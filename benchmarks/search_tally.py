@@ -1,6 +1,7 @@
 """Did each kept real search of the known-answer example find the answer? Every search checked leave-one-out.
 
-Usage: .venv/bin/python benchmarks/search_tally.py [STUDY.toml] --truth FILE.jsonl --search FILE.jsonl ... [--json]
+Usage: .venv/bin/python benchmarks/search_tally.py [STUDY.toml] --truth FILE.jsonl ... --search FILE.jsonl ...
+           [--runs-needed K] [--draws N] [--json]
 
 Each real search's runs are kept (`known_answer.py --search --export`), and each was checked, when it ended,
 against the truth as it stood: the base runs pooled with the searches before it. The tally so counts against
@@ -12,6 +13,12 @@ off it: its placement with the highest mean over that search's runs (the most ac
 front, and the shown front folds only less accurate members into it). Each row also gives Kendall tau between
 the truth's means and the search's (its auto seeds pooled), and its first runs alone (one 16-epoch run per
 placement): how far the proxy ranks all 16, not only the top, against a truth of hundreds of runs it holds none of.
+
+`--runs-needed K`: how many runs per placement each of the issue's tau targets takes on this task, from the
+kept runs alone. A k-run proxy is drawn N times, for k = 1..K, from each placement's runs that were trained
+whatever the earlier results (every base run and each search's first run; a search's extra seeds went to its
+contenders, so they only ever join the truth). Its means are ranked against every other run's (ground-truth
+tau), and against a second, disjoint k-run draw (repeatability tau).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import json
 from pathlib import Path
 from statistics import fmean
 
+import numpy as np
 from device_runs import done_runs
 from known_answer import EXAMPLE, ground_truth, short  # benchmarks/ is the script's own folder
 from search_odds import pooled
@@ -50,12 +58,12 @@ def tau(scores: dict[str, float], truth: dict[str, float]) -> dict:
     return rank_agreement([scores[n] for n in names], [truth[n] for n in names])["kendall_tau"].to_dict()
 
 
-def tally(base: str, searches: list[str], names: set[str]) -> list[dict]:
+def tally(bases: list[str], searches: list[str], names: set[str]) -> list[dict]:
     """One row per search: its answer, that answer's rank in the truth of every other file, and how its means
     (and its first runs alone, the one-run 16-epoch proxy) rank the placements against that truth's means."""
     rows = []
     for search in searches:
-        truth = ground_truth({n: v for n, v in pooled([base, *(s for s in searches if s != search)]).items()
+        truth = ground_truth({n: v for n, v in pooled([*bases, *(s for s in searches if s != search)]).items()
                               if n in names})
         ranked = sorted(truth["means"], key=lambda n: -truth["means"][n])
         own = {n: v for n, v in pooled([search]).items() if n in names}
@@ -68,32 +76,94 @@ def tally(base: str, searches: list[str], names: set[str]) -> list[dict]:
     return rows
 
 
-def base_taus(base: str, searches: list[str], names: set[str]) -> dict[str, dict]:
+def base_taus(bases: list[str], searches: list[str], names: set[str]) -> dict[str, dict]:
     """The other way round: each seed of the base runs alone, and their mean, against the truth of every search
     pooled (which holds none of them): Kendall tau with its interval."""
     truth = ground_truth({n: v for n, v in pooled(searches).items() if n in names})["means"]
     by_seed: dict[int, dict[str, float]] = {}
-    for (name, seed), top1 in done_runs(Path(base)).items():
-        if name in names:
-            by_seed.setdefault(seed, {})[name] = top1
+    for base in bases:
+        for (name, seed), top1 in done_runs(Path(base)).items():
+            if name in names:
+                by_seed.setdefault(seed, {})[name] = top1
     out = {f"seed {s}": tau(runs, truth) for s, runs in sorted(by_seed.items())}
-    out["their mean"] = tau({n: fmean(v) for n, v in pooled([base]).items() if n in names}, truth)
+    out["their mean"] = tau({n: fmean(v) for n, v in pooled(bases).items() if n in names}, truth)
     return out
+
+
+def unconditioned(bases: list[str], searches: list[str], names: set[str]) -> tuple[dict, dict]:
+    """(name -> runs trained whatever came before: every base run and each search's first; name -> the rest,
+    a search's extra seeds, which its rule gave to contenders only)."""
+    free = {n: list(v) for n, v in pooled(bases).items() if n in names}
+    extra: dict[str, list[float]] = {n: [] for n in names}
+    for search in searches:
+        first = first_runs(search, names)
+        for n, v in pooled([search]).items():
+            if n in names:
+                free.setdefault(n, []).append(first[n])
+                rest = list(v)
+                rest.remove(first[n])
+                extra[n].extend(rest)
+    return free, extra
+
+
+def kendall(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall tau of two scorings, vectorised for the draws (tau-a: a tied pair counts as neither, and means of
+    runs are not tied, so it is scipy's tau-b here at a fraction of the cost)."""
+    i, j = np.triu_indices(len(x), 1)
+    return float(np.mean(np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])))
+
+
+def runs_needed(bases: list[str], searches: list[str], names: set[str], most: int, draws: int = 1000,
+                seed: int = 0) -> list[dict]:
+    """Per k = 1..most: the mean and 10-90 % range, over `draws` draws, of a k-run proxy's Kendall tau against
+    every run it does not hold (ground truth), and against a second k-run proxy disjoint from it (repeatability).
+    Why: one run's tau says what one run buys; the targets ask what it takes, and the runs answer that directly."""
+    free, extra = unconditioned(bases, searches, names)
+    order = sorted(free)
+    fewest = min(len(free[n]) for n in order)
+    if 2 * most > fewest:
+        raise SystemExit(f"--runs-needed {most}: two disjoint {most}-run draws need {2 * most} unconditioned runs "
+                         f"of every placement, and the files hold {fewest} of one; ask for {fewest // 2} or fewer")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(1, most + 1):
+        truth_taus, repeat_taus = [], []
+        for _ in range(draws):
+            a, b, t = np.empty(len(order)), np.empty(len(order)), np.empty(len(order))
+            for i, n in enumerate(order):
+                runs = np.asarray(free[n])[rng.permutation(len(free[n]))]
+                a[i], b[i] = runs[:k].mean(), runs[k:2 * k].mean()
+                t[i] = np.mean([*runs[k:], *extra[n]])
+            truth_taus.append(kendall(a, t))
+            repeat_taus.append(kendall(a, b))
+        rows.append({"k": k, "truth_tau": summary(truth_taus), "repeat_tau": summary(repeat_taus)})
+    return rows
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    low, high = np.percentile(values, [10, 90])
+    return {"mean": float(np.mean(values)), "p10": float(low), "p90": float(high)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", nargs="?", default=str(EXAMPLE))
-    parser.add_argument("--truth", required=True, help="the base ground-truth runs (benchmarks/known_answer.py)")
+    parser.add_argument("--truth", action="append", required=True,
+                        help="the base ground-truth runs (benchmarks/known_answer.py); repeatable, pooled")
     parser.add_argument("--search", action="append", required=True, help="a search's exported runs (repeatable)")
+    parser.add_argument("--runs-needed", type=int, default=0, metavar="K",
+                        help="also: the tau of k-run proxies drawn from the kept runs, k = 1..K")
+    parser.add_argument("--draws", type=int, default=1000, help="for --runs-needed: draws per k")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if len(args.search) < 2:
         raise SystemExit("--search: give at least two searches' runs files (each is checked against the others)")
     specs = {s.name: s for s in study_config.read_file(args.study).space.enumerate()}
     rows = tally(args.truth, args.search, set(specs))
+    needed = runs_needed(args.truth, args.search, set(specs), args.runs_needed, args.draws) if args.runs_needed else []
     if args.json:
-        print(json.dumps({"searches": rows, "base": base_taus(args.truth, args.search, set(specs))}, indent=2))
+        print(json.dumps({"searches": rows, "base": base_taus(args.truth, args.search, set(specs)),
+                          **({"runs_needed": needed} if needed else {})}, indent=2))
         return
     for r in rows:
         best = ", ".join(short(specs[n]) for n in r["truth_best"])
@@ -108,6 +178,12 @@ def main() -> None:
           f"{fmean(r['first_run_tau']['value'] for r in rows):+.2f}")
     taus = ", ".join(f"{k} {interval_text(v)}" for k, v in base_taus(args.truth, args.search, set(specs)).items())
     print(f"the base runs against every search pooled, Kendall tau: {taus}")
+    if needed:
+        print(f"k-run proxies drawn from the kept runs ({args.draws} draws each; mean [10-90 %]):")
+        for row in needed:
+            t, r = row["truth_tau"], row["repeat_tau"]
+            print(f"  k = {row['k']}: vs every other run {t['mean']:+.2f} [{t['p10']:+.2f}, {t['p90']:+.2f}], "
+                  f"vs another k-run draw {r['mean']:+.2f} [{r['p10']:+.2f}, {r['p90']:+.2f}]")
 
 
 if __name__ == "__main__":

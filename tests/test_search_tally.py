@@ -8,9 +8,10 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
+import pytest  # noqa: E402
 from known_answer import ground_truth  # noqa: E402
 from search_odds import pooled  # noqa: E402
-from search_tally import base_taus, tally  # noqa: E402
+from search_tally import base_taus, runs_needed, tally  # noqa: E402
 
 
 def runs_file(path: Path, runs: dict[str, list[float]]) -> str:
@@ -28,7 +29,7 @@ def test_a_search_is_checked_against_the_others_not_its_own_runs(tmp_path: Path)
     names = {"a", "b", "c"}
     # with its own runs in the truth, the lucky search's b would be (tied for) the truth's best
     assert "b" in ground_truth(pooled([base, lucky, fair]))["best"]
-    rows = {Path(r["search"]).stem: r for r in tally(base, [lucky, fair], names)}
+    rows = {Path(r["search"]).stem: r for r in tally([base], [lucky, fair], names)}
     assert rows["lucky"]["answer"] == "b" and rows["lucky"]["runs"] == 6 and rows["lucky"]["truth_rank"] == 2
     assert not rows["lucky"]["hit"] and rows["lucky"]["truth_best"] == ["a"]
     # the fair search is checked against a truth that holds the lucky runs: b leads it, a is within noise
@@ -43,9 +44,41 @@ def test_a_search_s_ranking_is_measured_by_its_means_and_by_its_first_runs_alone
                                                "d": [0.45, 0.46]})
     search = runs_file(tmp_path / "search.jsonl", {"a": [0.40, 0.80], "b": [0.45, 0.65], "c": [0.50, 0.50],
                                                    "d": [0.55, 0.35]})
-    (row,) = tally(base, [search], {"a", "b", "c", "d"})
+    (row,) = tally([base], [search], {"a", "b", "c", "d"})
     assert row["truth_tau"]["value"] == 1.0 and row["first_run_tau"]["value"] == -1.0
     assert row["runs_per_arch"] == 2
     # the other way round: each base seed, and their mean, against the searches' pooled means (a > b > c > d)
-    taus = base_taus(base, [search], {"a", "b", "c", "d"})
+    taus = base_taus([base], [search], {"a", "b", "c", "d"})
     assert set(taus) == {"seed 0", "seed 1", "their mean"} and all(t["value"] == 1.0 for t in taus.values())
+
+
+def test_runs_needed_draws_proxies_from_unconditioned_runs_and_ranks_them_against_every_other(tmp_path: Path) -> None:
+    """Base runs and each search's first run are the unconditioned pool; a search's extra seeds only join the
+    truth. Here the extras reverse the pool's order a > b > c > d, so ground-truth tau is negative for every draw
+    while two disjoint draws agree; with more runs the truth leans ever more on the pool, so tau rises with k."""
+    order = {"a": 0.70, "b": 0.60, "c": 0.50, "d": 0.40}
+    base = runs_file(tmp_path / "base.jsonl", {n: [m + 0.001 * i for i in range(4)] for n, m in order.items()})
+    flipped = {"a": 0.10, "b": 0.20, "c": 0.30, "d": 0.40}  # 30 extra seeds each, far below/above the pool
+    searches = [runs_file(tmp_path / f"s{j}.jsonl", {n: [m, *[flipped[n]] * 30] for n, m in order.items()})
+                for j in range(2)]
+    rows = runs_needed([base], searches, set(order), most=3, draws=50)
+    assert [r["k"] for r in rows] == [1, 2, 3]
+    assert all(r["repeat_tau"]["mean"] == 1.0 for r in rows)  # the pool is ordered whatever the draw
+    assert all(r["truth_tau"]["p90"] == -1.0 for r in rows)  # the extras (60 a placement) dominate the truth
+    with pytest.raises(SystemExit, match="ask for 3 or fewer"):  # 4 base runs + 2 first runs: 6 a placement
+        runs_needed([base], searches, set(order), most=4, draws=5)
+
+
+def test_runs_needed_finds_no_order_in_pure_noise(tmp_path: Path) -> None:
+    """40 placements of one mean: the draws' mean tau is 0 up to the one dataset's chance (sd 0.04 for the truth
+    and 0.016 for the repeats over 20 datasets, measured), far below the first test's 1."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    names = [f"p{i}" for i in range(40)]
+    base = runs_file(tmp_path / "base.jsonl", {n: list(0.5 + 0.02 * rng.standard_normal(10)) for n in names})
+    searches = [runs_file(tmp_path / f"s{j}.jsonl", {n: [float(0.5 + 0.02 * rng.standard_normal())] for n in names})
+                for j in range(2)]
+    (row,) = runs_needed([base], searches, set(names), most=1, draws=100)
+    assert abs(row["truth_tau"]["mean"]) < 0.2 and abs(row["repeat_tau"]["mean"]) < 0.1
+    assert row["repeat_tau"]["p10"] < 0 < row["repeat_tau"]["p90"]
