@@ -18,13 +18,19 @@ placement): how far the proxy ranks all 16, not only the top, against a truth of
 kept runs alone. A k-run proxy is drawn N times, for k = 1..K, from each placement's runs that were trained
 whatever the earlier results (every base run and each search's first run; a search's extra seeds went to its
 contenders, so they only ever join the truth). Its means are ranked against every other run's (ground-truth
-tau), and against a second, disjoint k-run draw (repeatability tau).
+tau), and against a second, disjoint k-run draw (repeatability tau). Draws from a fixed pool share its
+chance: two disjoint draws that together hold most of a placement's runs agree more than two new proxies
+would, and a draw and the rest agree less. So beside them it prints what the normal model says (placement
+means spread s around their mean, runs sigma around theirs, Kendall tau = (2/pi) asin(rho), Greiner's
+relation): ground-truth tau (2/pi) asin(sqrt(s^2 / (s^2 + sigma^2/k))) against a perfect truth, repeatability
+(2/pi) asin(s^2 / (s^2 + sigma^2/k)), and the k at which each reaches the issue's 0.6 and 0.7.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from statistics import fmean
 
@@ -125,6 +131,7 @@ def runs_needed(bases: list[str], searches: list[str], names: set[str], most: in
         raise SystemExit(f"--runs-needed {most}: two disjoint {most}-run draws need {2 * most} unconditioned runs "
                          f"of every placement, and the files hold {fewest} of one; ask for {fewest // 2} or fewer")
     rng = np.random.default_rng(seed)
+    spread, sigma = spread_and_noise(free)
     rows = []
     for k in range(1, most + 1):
         truth_taus, repeat_taus = [], []
@@ -136,8 +143,36 @@ def runs_needed(bases: list[str], searches: list[str], names: set[str], most: in
                 t[i] = np.mean([*runs[k:], *extra[n]])
             truth_taus.append(kendall(a, t))
             repeat_taus.append(kendall(a, b))
-        rows.append({"k": k, "truth_tau": summary(truth_taus), "repeat_tau": summary(repeat_taus)})
+        truth_model, repeat_model = model_taus(spread, sigma, k)
+        rows.append({"k": k, "truth_tau": summary(truth_taus), "repeat_tau": summary(repeat_taus),
+                     "model": {"truth_tau": truth_model, "repeat_tau": repeat_model}})
     return rows
+
+
+def spread_and_noise(runs: dict[str, list[float]]) -> tuple[float, float]:
+    """(s, sigma): the sd of the placements' true means and of runs around them, by one-way ANOVA (the
+    unbalanced estimator, n0 runs a placement). Why: the rank agreement any k-run proxy can reach is their
+    ratio's; the draws above measure it with the pool's own chance in it, this says it without."""
+    groups = [np.asarray(v, dtype=float) for v in runs.values()]
+    a, total = len(groups), sum(len(g) for g in groups)
+    grand = np.concatenate(groups).mean()
+    within = sum(((g - g.mean()) ** 2).sum() for g in groups) / (total - a)
+    between = sum(len(g) * (g.mean() - grand) ** 2 for g in groups) / (a - 1)
+    n0 = (total - sum(len(g) ** 2 for g in groups) / total) / (a - 1)
+    return math.sqrt(max(0.0, (between - within) / n0)), math.sqrt(within)
+
+
+def model_taus(s: float, sigma: float, k: float) -> tuple[float, float]:
+    """(ground-truth tau against a perfect truth, repeatability tau) of a k-run proxy under the normal model."""
+    share = s * s / (s * s + sigma * sigma / k)
+    return 2 / math.pi * math.asin(math.sqrt(share)), 2 / math.pi * math.asin(share)
+
+
+def runs_for(target: float, s: float, sigma: float, repeat: bool) -> float:
+    """The k at which model_taus reaches `target` (ground truth, or `repeat`ability): inf where no spread."""
+    rho = math.sin(math.pi * target / 2)
+    share = rho if repeat else rho * rho
+    return math.inf if s == 0 else sigma * sigma * share / (s * s * (1 - share))
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -161,9 +196,12 @@ def main() -> None:
     specs = {s.name: s for s in study_config.read_file(args.study).space.enumerate()}
     rows = tally(args.truth, args.search, set(specs))
     needed = runs_needed(args.truth, args.search, set(specs), args.runs_needed, args.draws) if args.runs_needed else []
+    spread, sigma = spread_and_noise(unconditioned(args.truth, args.search, set(specs))[0])
+    model = {"spread": spread, "sigma": sigma, "runs_for_truth_tau_0.6": runs_for(0.6, spread, sigma, False),
+             "runs_for_repeat_tau_0.7": runs_for(0.7, spread, sigma, True)}
     if args.json:
         print(json.dumps({"searches": rows, "base": base_taus(args.truth, args.search, set(specs)),
-                          **({"runs_needed": needed} if needed else {})}, indent=2))
+                          **({"runs_needed": needed, "model": model} if needed else {})}, indent=2))
         return
     for r in rows:
         best = ", ".join(short(specs[n]) for n in r["truth_best"])
@@ -182,8 +220,13 @@ def main() -> None:
         print(f"k-run proxies drawn from the kept runs ({args.draws} draws each; mean [10-90 %]):")
         for row in needed:
             t, r = row["truth_tau"], row["repeat_tau"]
+            m = row["model"]
             print(f"  k = {row['k']}: vs every other run {t['mean']:+.2f} [{t['p10']:+.2f}, {t['p90']:+.2f}], "
-                  f"vs another k-run draw {r['mean']:+.2f} [{r['p10']:+.2f}, {r['p90']:+.2f}]")
+                  f"vs another k-run draw {r['mean']:+.2f} [{r['p10']:+.2f}, {r['p90']:+.2f}]; "
+                  f"normal model {m['truth_tau']:+.2f} and {m['repeat_tau']:+.2f}")
+        print(f"normal model: true means spread {100 * spread:.2f} pts, runs {100 * sigma:.2f} pts around them; "
+              f"ground-truth tau 0.6 at k = {model['runs_for_truth_tau_0.6']:.1f} runs, repeatability 0.7 at k = "
+              f"{model['runs_for_repeat_tau_0.7']:.1f}")
 
 
 if __name__ == "__main__":
