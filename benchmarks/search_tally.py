@@ -164,6 +164,8 @@ def spread_and_noise(runs: dict[str, list[float]]) -> tuple[float, float]:
 
 def model_taus(s: float, sigma: float, k: float) -> tuple[float, float]:
     """(ground-truth tau against a perfect truth, repeatability tau) of a k-run proxy under the normal model."""
+    if s == 0:
+        return 0.0, 0.0
     share = s * s / (s * s + sigma * sigma / k)
     return 2 / math.pi * math.asin(math.sqrt(share)), 2 / math.pi * math.asin(share)
 
