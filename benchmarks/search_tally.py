@@ -20,17 +20,16 @@ whatever the earlier results (every base run and each search's first run; a sear
 contenders, so they only ever join the truth). Its means are ranked against every other run's (ground-truth
 tau), and against a second, disjoint k-run draw (repeatability tau). Draws from a fixed pool share its
 chance: two disjoint draws that together hold most of a placement's runs agree more than two new proxies
-would, and a draw and the rest agree less. So beside them it prints what the normal model says (placement
-means spread s around their mean, runs sigma around theirs, Kendall tau = (2/pi) asin(rho), Greiner's
-relation): ground-truth tau (2/pi) asin(sqrt(s^2 / (s^2 + sigma^2/k))) against a perfect truth, repeatability
-(2/pi) asin(s^2 / (s^2 + sigma^2/k)), and the k at which each reaches the issue's 0.6 and 0.7.
+would, and a draw and the rest agree less. So beside them it prints what the normal model says
+(studies.fidelity_stats.expected_taus, the model `attnas fidelity` reports too): ground-truth tau
+(2/pi) asin(sqrt(s^2 / (s^2 + sigma^2/k))) against a perfect truth, repeatability (2/pi) asin(s^2 / (s^2 +
+sigma^2/k)), and the k at which each reaches the issue's 0.6 and 0.7.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from statistics import fmean
 
@@ -40,7 +39,7 @@ from known_answer import EXAMPLE, ground_truth, short  # benchmarks/ is the scri
 from search_odds import pooled
 
 from studies import config as study_config
-from studies.fidelity_stats import interval_text, rank_agreement
+from studies.fidelity_stats import expected_taus, interval_text, rank_agreement, runs_for_tau, spread_and_noise
 
 
 def answer(runs: dict[str, list[float]]) -> tuple[str, float, int]:
@@ -143,38 +142,10 @@ def runs_needed(bases: list[str], searches: list[str], names: set[str], most: in
                 t[i] = np.mean([*runs[k:], *extra[n]])
             truth_taus.append(kendall(a, t))
             repeat_taus.append(kendall(a, b))
-        truth_model, repeat_model = model_taus(spread, sigma, k)
+        truth_model, repeat_model = expected_taus(spread, sigma, k)
         rows.append({"k": k, "truth_tau": summary(truth_taus), "repeat_tau": summary(repeat_taus),
                      "model": {"truth_tau": truth_model, "repeat_tau": repeat_model}})
     return rows
-
-
-def spread_and_noise(runs: dict[str, list[float]]) -> tuple[float, float]:
-    """(s, sigma): the sd of the placements' true means and of runs around them, by one-way ANOVA (the
-    unbalanced estimator, n0 runs a placement). Why: the rank agreement any k-run proxy can reach is their
-    ratio's; the draws above measure it with the pool's own chance in it, this says it without."""
-    groups = [np.asarray(v, dtype=float) for v in runs.values()]
-    a, total = len(groups), sum(len(g) for g in groups)
-    grand = np.concatenate(groups).mean()
-    within = sum(((g - g.mean()) ** 2).sum() for g in groups) / (total - a)
-    between = sum(len(g) * (g.mean() - grand) ** 2 for g in groups) / (a - 1)
-    n0 = (total - sum(len(g) ** 2 for g in groups) / total) / (a - 1)
-    return math.sqrt(max(0.0, (between - within) / n0)), math.sqrt(within)
-
-
-def model_taus(s: float, sigma: float, k: float) -> tuple[float, float]:
-    """(ground-truth tau against a perfect truth, repeatability tau) of a k-run proxy under the normal model."""
-    if s == 0:
-        return 0.0, 0.0
-    share = s * s / (s * s + sigma * sigma / k)
-    return 2 / math.pi * math.asin(math.sqrt(share)), 2 / math.pi * math.asin(share)
-
-
-def runs_for(target: float, s: float, sigma: float, repeat: bool) -> float:
-    """The k at which model_taus reaches `target` (ground truth, or `repeat`ability): inf where no spread."""
-    rho = math.sin(math.pi * target / 2)
-    share = rho if repeat else rho * rho
-    return math.inf if s == 0 else sigma * sigma * share / (s * s * (1 - share))
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -199,8 +170,8 @@ def main() -> None:
     rows = tally(args.truth, args.search, set(specs))
     needed = runs_needed(args.truth, args.search, set(specs), args.runs_needed, args.draws) if args.runs_needed else []
     spread, sigma = spread_and_noise(unconditioned(args.truth, args.search, set(specs))[0])
-    model = {"spread": spread, "sigma": sigma, "runs_for_truth_tau_0.6": runs_for(0.6, spread, sigma, False),
-             "runs_for_repeat_tau_0.7": runs_for(0.7, spread, sigma, True)}
+    model = {"spread": spread, "sigma": sigma, "runs_for_truth_tau_0.6": runs_for_tau(0.6, spread, sigma),
+             "runs_for_repeat_tau_0.7": runs_for_tau(0.7, spread, sigma, repeat=True)}
     if args.json:
         print(json.dumps({"searches": rows, "base": base_taus(args.truth, args.search, set(specs)),
                           **({"runs_needed": needed, "model": model} if needed else {})}, indent=2))

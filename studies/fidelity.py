@@ -38,7 +38,9 @@ from .fidelity_stats import (
     indistinguishable,
     pooled_sigma,
     rank_agreement,
+    runs_for_tau,
     seed_sigma,
+    spread_and_noise,
     spread_to_noise,
 )
 from .records import (
@@ -318,10 +320,38 @@ def measure(parent: optuna.Study, linked: optuna.Study, images: int | None, s: S
         "spearman_rho": agreement["spearman_rho"].to_dict(),
         "seed_sigma": finite(pooled_sigma({k: list(v.values()) for k, v in runs.items()})),
         "spread_to_noise": finite(spread_to_noise({k: list(v.values()) for k, v in runs.items()})),
+        **runs_to_rank({k: list(v.values()) for k, v in runs.items()}),
         "front_kept": kept,
         "front_size": size,
         "indistinguishable": [list(p) for p in indistinguishable(members)],
     }
+
+
+def runs_to_rank(runs: Mapping[str, Sequence[float]]) -> dict[str, float | None]:
+    """The architectures' true spread (ANOVA) and how many runs of this training each needs for their means to
+    rank them at Kendall tau 0.6 against the true order, and for two such rankings to agree at 0.7 (the normal
+    model of fidelity_stats.expected_taus; None where there are no repeats, or no spread to rank).
+
+    Why: tau says how well the proxy matched this training; this says how well this training itself can rank
+    these architectures, and so how many seeds a final comparison of them needs."""
+    spread, sigma = spread_and_noise(runs)
+    return {"true_spread": finite(spread), "runs_for_tau_0.6": finite(runs_for_tau(0.6, spread, sigma)),
+            "runs_for_repeat_tau_0.7": finite(runs_for_tau(0.7, spread, sigma, repeat=True))}
+
+
+def ranking_text(numbers: Mapping[str, Any]) -> str:
+    """runs_to_rank's figures as the sentence `attnas fidelity` prints and the report shows ("" for numbers
+    stored before they were measured)."""
+    if "true_spread" not in numbers:
+        return ""
+    spread, k6, k7 = (numbers.get(k) for k in ("true_spread", "runs_for_tau_0.6", "runs_for_repeat_tau_0.7"))
+    if spread is None:
+        return "runs needed to rank them: n/a (needs 2+ seeds of some architecture)"
+    if k6 is None or k7 is None:
+        return (f"true spread between architectures {100 * spread:.2f} points: within seed noise, no number of "
+                "runs ranks them")
+    return (f"true spread between architectures {100 * spread:.2f} points: ranking them at tau 0.6 takes "
+            f"~{k6:.1f} run(s) of this training each, two rankings agreeing at tau 0.7 ~{k7:.1f} (normal model)")
 
 
 def standard_error(runs: Sequence[float], images: int | None) -> float:

@@ -94,6 +94,42 @@ def spread_to_noise(runs: Mapping[str, Sequence[float]]) -> float:
     return stdev(means) / sigma
 
 
+def spread_and_noise(runs: Mapping[str, Sequence[float]]) -> tuple[float, float]:
+    """(s, sigma): the sd of the architectures' true mean top-1 and of single runs around them, by one-way ANOVA
+    (the unbalanced estimator; architectures with one run count towards s only through their mean).
+
+    Why apart from spread_to_noise: the spread of *measured* means holds their own noise, sigma^2 / runs; the
+    true spread is what any proxy's rank agreement depends on (runs_for_tau)."""
+    groups = [np.asarray(v, dtype=float) for v in runs.values() if len(v)]
+    a, total = len(groups), sum(len(g) for g in groups)
+    if a < 2 or total <= a:
+        return math.nan, math.nan
+    grand = np.concatenate(groups).mean()
+    within = sum(float(((g - g.mean()) ** 2).sum()) for g in groups) / (total - a)
+    between = sum(len(g) * float(g.mean() - grand) ** 2 for g in groups) / (a - 1)
+    n0 = (total - sum(len(g) ** 2 for g in groups) / total) / (a - 1)
+    return math.sqrt(max(0.0, (between - within) / n0)), math.sqrt(within)
+
+
+def expected_taus(s: float, sigma: float, k: float) -> tuple[float, float]:
+    """(Kendall tau against the true order, tau between two independent repeats) of the means of k runs each,
+    under the normal model: true means spread s, runs sigma around them, and Greiner's tau = (2/pi) asin(rho)."""
+    if s == 0:
+        return 0.0, 0.0
+    share = s * s / (s * s + sigma * sigma / k)
+    return 2 / math.pi * math.asin(math.sqrt(share)), 2 / math.pi * math.asin(share)
+
+
+def runs_for_tau(target: float, s: float, sigma: float, *, repeat: bool = False) -> float:
+    """Runs per architecture at which expected_taus reaches `target` (against the true order, or between two
+    repeats): how many seeds a ranking of these architectures needs. inf where they do not differ at all."""
+    if math.isnan(s) or math.isnan(sigma):
+        return math.nan
+    rho = math.sin(math.pi * target / 2)
+    share = rho if repeat else rho * rho
+    return math.inf if s == 0 else sigma * sigma * share / (s * s * (1 - share))
+
+
 def binomial_se(top1: float, images: int) -> float:
     """The held-out set's own sampling error of a top-1 fraction: sqrt(p(1-p)/n)."""
     return math.sqrt(max(top1 * (1 - top1), 0.0) / images) if images > 0 else math.nan

@@ -30,7 +30,7 @@ from search_space.registry import kinds
 from search_space.spec import STAGES
 from studies import plots, stopping
 from studies.config import StudyConfig
-from studies.fidelity import STUDY_ATTR, front_noise, study_holdout_images
+from studies.fidelity import STUDY_ATTR, front_noise, ranking_text, study_holdout_images
 from studies.provenance import random_baseline, run_summary
 from studies.records import (
     GFLOPS_TOL,
@@ -377,6 +377,7 @@ def fidelity_section(fidelity: dict[str, Any] | None) -> str:
     ratio = fidelity.get("spread_to_noise")
     ties = "; ".join(f"{a} ~ {b}" for a, b in fidelity.get("indistinguishable") or ()) or "none"
     settings = fidelity.get("settings") or {}
+    ranking = ranking_text(fidelity)  # empty for numbers stored before attnas reported it
     text = (
         f"Proxy vs high fidelity (linked study {fidelity['linked_study']}, {len(fidelity['architectures'])} "
         f"architectures, {settings.get('seeds')} seed(s), epochs × {settings.get('epochs_factor')}): "
@@ -384,6 +385,7 @@ def fidelity_section(fidelity: dict[str, Any] | None) -> str:
         f"Seed σ {'n/a' if sigma is None else f'{100 * sigma:.2f} points'}; spread between architectures / seed σ "
         f"{'n/a' if ratio is None else f'{ratio:.2f}'}. Proxy front members still on the high-fidelity front: "
         f"{fidelity['front_kept']} of {fidelity['front_size']}. Indistinguishable within noise: {ties}."
+        + (f" {ranking[:1].upper()}{ranking[1:]}." if ranking else "")
     )
     rows = [{"name": a["name"], "trial": a["trial"], "proxy top-1": f"{a['proxy_top1']:.4f}",
              "high-fidelity mean": f"{a['mean_top1']:.4f}",

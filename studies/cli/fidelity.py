@@ -82,12 +82,16 @@ def points(value: float | None) -> str:
 
 def summary_lines(n: dict[str, Any]) -> list[str]:
     """What `attnas fidelity` prints: the same numbers as --json, as sentences."""
+    from ..fidelity import ranking_text  # lazy, as in fidelity() above
+
+    ranking = ranking_text(n)
     archs = n["architectures"]
     lines = [f"proxy vs high fidelity over {len(archs)} architecture(s) (linked study {n['linked_study']}):",
              f"  Kendall tau  {interval(n['kendall_tau'])}",
              f"  Spearman rho {interval(n['spearman_rho'])}",
              f"  seed sigma (pooled) {points(n['seed_sigma'])}; spread between architectures / seed sigma "
              f"{'n/a' if n['spread_to_noise'] is None else format(n['spread_to_noise'], '.2f')}",
+             *([f"  {ranking}"] if ranking else []),
              f"  proxy front members still on the high-fidelity front: {n['front_kept']} of {n['front_size']}"]
     ties = n["indistinguishable"]
     lines.append("  front members indistinguishable within noise: "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 import optuna
@@ -15,7 +16,8 @@ from typer.testing import CliRunner
 from studies import config as cfg
 from studies import plots
 from studies.cli import app
-from studies.fidelity import PAIR_ATTR, SEED_ATTR, STUDY_ATTR, linked_name
+from studies.fidelity import PAIR_ATTR, SEED_ATTR, STUDY_ATTR, linked_name, ranking_text, runs_to_rank
+from studies.fidelity_stats import runs_for_tau, spread_and_noise
 from studies.records import front_candidates, pareto_front, records
 from studies.report import report_data, report_html, study_report_data, write_report
 from studies.worker import start, work
@@ -72,6 +74,16 @@ def test_fidelity_measures_stores_resumes_and_reports(tiny_study, tmp_path: Path
     sigmas = [stats.tstd(runs[k]) for k in order]
     assert [a["seed_sigma"] for a in stored["architectures"]] == pytest.approx(sigmas)
     assert stored["front_size"] == len(front) and 0 <= stored["front_kept"] <= len(front)
+    spread, sigma = spread_and_noise(runs)  # how many runs of this training ranking them takes
+    printed = " ".join(first.stdout.split())  # the console wraps long lines
+    assert "true spread between architectures" in printed
+    assert stored["true_spread"] == pytest.approx(spread)
+    if spread > 0:
+        assert stored["runs_for_tau_0.6"] == pytest.approx(runs_for_tau(0.6, spread, sigma))
+        assert stored["runs_for_tau_0.6"] < stored["runs_for_repeat_tau_0.7"]
+        assert f"~{stored['runs_for_tau_0.6']:.1f} run(s)" in printed
+    else:
+        assert stored["runs_for_tau_0.6"] is None and "no number of runs ranks them" in printed
 
     # A rerun trains nothing new and --json prints the same numbers.
     again = CliRunner().invoke(app, ["fidelity", str(path), *FLAGS, "--json"])
@@ -139,3 +151,18 @@ def test_front_noise_marks_members_within_the_held_out_binomial_error(synthetic)
     assert narrow["pairs"] == [] and narrow["ties"] == {front[0].number: [], front[1].number: []}
     data = report_data(rs, holdout=400)
     assert data["front"][0]["within_noise_of"] == [front[1].number]
+
+
+def test_ranking_text_says_how_many_runs_rank_the_architectures() -> None:
+    """Well-separated architectures need under one run each; twins need more than any; one run each says n/a;
+    numbers stored before the figures existed print nothing."""
+    apart = runs_to_rank({"a": [0.60, 0.62, 0.61], "b": [0.55, 0.57, 0.56], "c": [0.50, 0.49, 0.51]})
+    assert 0 < apart["runs_for_tau_0.6"] < apart["runs_for_repeat_tau_0.7"] < 1
+    # the means' variance less their own noise (each run 0.01 from its mean: sigma^2 / 3 runs)
+    assert apart["true_spread"] == pytest.approx((statistics.variance([0.61, 0.56, 0.50]) - 0.01**2 / 3) ** 0.5)
+    assert f"~{apart['runs_for_tau_0.6']:.1f} run(s) of this training each" in ranking_text(apart)
+    twins = runs_to_rank({"a": [0.60, 0.62, 0.58], "b": [0.62, 0.58, 0.60]})
+    assert twins["true_spread"] == 0 and twins["runs_for_tau_0.6"] is None
+    assert "no number of runs ranks them" in ranking_text(twins)
+    assert "n/a" in ranking_text(runs_to_rank({"a": [0.6], "b": [0.5]}))
+    assert ranking_text({"kendall_tau": {}}) == ""

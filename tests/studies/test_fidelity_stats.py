@@ -9,12 +9,15 @@ import pytest
 
 from studies.fidelity_stats import (
     binomial_se,
+    expected_taus,
     front_retention,
     indistinguishable,
     interval_text,
     pooled_sigma,
     rank_agreement,
+    runs_for_tau,
     seed_sigma,
+    spread_and_noise,
     spread_to_noise,
 )
 
@@ -83,3 +86,24 @@ def test_binomial_error_front_retention_and_ties_within_noise() -> None:
     assert front_retention(["a", "b", "c"], ["b", "c", "d"]) == (2, 3)
     members = {"a": (0.80, 0.005), "b": (0.805, 0.005), "c": (0.90, 0.005)}
     assert indistinguishable(members) == [("a", "b")]
+
+
+def test_the_normal_model_reads_spread_and_noise_off_runs_and_predicts_kendall_tau() -> None:
+    """ANOVA recovers the spread and the noise it was drawn with; the model's tau matches simulated proxies
+    (Greiner's relation), and runs_for_tau inverts it."""
+    rng = np.random.default_rng(0)
+    means = 2.0 * rng.standard_normal(300)
+    runs = {f"p{i}": list(m + 3.0 * rng.standard_normal(4 + i % 5)) for i, m in enumerate(means)}  # unbalanced
+    s, sigma = spread_and_noise(runs)
+    assert abs(s - 2.0) < 0.25 and abs(sigma - 3.0) < 0.1
+    for k in (1, 4):
+        proxy = means + 3.0 / np.sqrt(k) * rng.standard_normal(len(means))
+        other = means + 3.0 / np.sqrt(k) * rng.standard_normal(len(means))
+        truth_tau, repeat_tau = expected_taus(2.0, 3.0, k)
+        tau_truth = rank_agreement(proxy, means, resamples=0)["kendall_tau"].value
+        tau_repeat = rank_agreement(proxy, other, resamples=0)["kendall_tau"].value
+        assert abs(tau_truth - truth_tau) < 0.05 and abs(tau_repeat - repeat_tau) < 0.05
+    assert expected_taus(2.0, 3.0, runs_for_tau(0.6, 2.0, 3.0))[0] == pytest.approx(0.6)
+    assert expected_taus(2.0, 3.0, runs_for_tau(0.7, 2.0, 3.0, repeat=True))[1] == pytest.approx(0.7)
+    assert runs_for_tau(0.6, 0.0, 3.0) == float("inf")
+    assert math.isnan(runs_for_tau(0.6, *spread_and_noise({"a": [0.5], "b": [0.6]})))  # no repeats: no sigma
