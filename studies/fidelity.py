@@ -350,6 +350,7 @@ def ranking_text(numbers: Mapping[str, Any]) -> str:
     if k6 is None or k7 is None:
         return (f"true spread between architectures {100 * spread:.2f} points: within seed noise, no number of "
                 "runs ranks them")
+    k6, k7 = max(k6, 1.0), max(k7, 1.0)  # under one: a single run already does
     return (f"true spread between architectures {100 * spread:.2f} points: ranking them at tau 0.6 takes "
             f"~{k6:.1f} run(s) of this training each, two rankings agreeing at tau 0.7 ~{k7:.1f} (normal model)")
 

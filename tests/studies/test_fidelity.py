@@ -81,7 +81,7 @@ def test_fidelity_measures_stores_resumes_and_reports(tiny_study, tmp_path: Path
     if spread > 0:
         assert stored["runs_for_tau_0.6"] == pytest.approx(runs_for_tau(0.6, spread, sigma))
         assert stored["runs_for_tau_0.6"] < stored["runs_for_repeat_tau_0.7"]
-        assert f"~{stored['runs_for_tau_0.6']:.1f} run(s)" in printed
+        assert f"~{max(stored['runs_for_tau_0.6'], 1):.1f} run(s)" in printed
     else:
         assert stored["runs_for_tau_0.6"] is None and "no number of runs ranks them" in printed
 
@@ -160,7 +160,9 @@ def test_ranking_text_says_how_many_runs_rank_the_architectures() -> None:
     assert 0 < apart["runs_for_tau_0.6"] < apart["runs_for_repeat_tau_0.7"] < 1
     # the means' variance less their own noise (each run 0.01 from its mean: sigma^2 / 3 runs)
     assert apart["true_spread"] == pytest.approx((statistics.variance([0.61, 0.56, 0.50]) - 0.01**2 / 3) ** 0.5)
-    assert f"~{apart['runs_for_tau_0.6']:.1f} run(s) of this training each" in ranking_text(apart)
+    assert "~1.0 run(s) of this training each" in ranking_text(apart)  # one run does (the model says 0.0x)
+    close = runs_to_rank({"a": [0.56, 0.62, 0.68], "b": [0.50, 0.56, 0.62], "c": [0.44, 0.50, 0.56]})
+    assert close["runs_for_tau_0.6"] > 1 and f"~{close['runs_for_tau_0.6']:.1f} run(s)" in ranking_text(close)
     twins = runs_to_rank({"a": [0.60, 0.62, 0.58], "b": [0.62, 0.58, 0.60]})
     assert twins["true_spread"] == 0 and twins["runs_for_tau_0.6"] is None
     assert "no number of runs ranks them" in ranking_text(twins)
