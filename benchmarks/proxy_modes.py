@@ -138,31 +138,44 @@ def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, flo
     return done
 
 
+def pool_records(runs: dict[str, list[float]], gflops: dict[str, float]) -> list[TrialRecord]:
+    """One trained TrialRecord per architecture (numbered in `runs`' order) from its runs: their mean, and each
+    run as a seed where there are several, as a study records `seeds = "auto"` trials."""
+    return [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, spec_name=n, top1=fmean(v), gflops=gflops[n],
+                        params=1, seeds=tuple(v) if len(v) > 1 else ()) for i, (n, v) in enumerate(runs.items())]
+
+
 def auto_runs(pools: dict[str, list[float]], gflops: dict[str, float], images: int,
               rule: Callable[..., set[int]] | None = None, workers: int | None = None,
-              order: Callable[..., list[int]] | None = None) -> dict[str, list[float]]:
+              order: Callable[..., list[int]] | None = None, max_seeds: int | None = None,
+              beyond: set[str] | None = None) -> dict[str, list[float]]:
     """studies.seeding's rule (or `rule`, as seeding.wanted takes it) replayed on pre-trained runs: the runs each
-    architecture gets (a prefix of its pool; max_seeds = the smallest pool).
+    architecture gets (a prefix of its pool; max_seeds = the smallest pool unless given).
 
     `workers` W: only the first W wanted seeds (in `order(want, records, noise)`'s order, else trial number's)
     are trained, and all come back before the next W are decided: W workers each asking for one seed when
     free (benchmarks/search_odds.py --workers). None: every wanted seed at once, a round at a time, as a
-    study's workers drain what `seeding.top_up` queues."""
+    study's workers drain what `seeding.top_up` queues. A seed wanted past the end of its pool (only with a
+    `max_seeds` above the smallest pool: a real search's runs, search_odds.replayed) stops that architecture's
+    seeding; its name goes into `beyond`."""
     names = list(pools)
-    max_seeds = min(len(v) for v in pools.values())
+    max_seeds = max_seeds or min(len(v) for v in pools.values())
+    beyond = set() if beyond is None else beyond
     used = {n: 1 for n in names}
     attempts: dict[int, int] = {}
     while True:
-        rs = [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, top1=fmean(pools[n][:used[n]]),
-                          gflops=gflops[n], params=1, seeds=tuple(pools[n][:used[n]]) if used[n] > 1 else ())
-              for i, n in enumerate(names)]
+        rs = pool_records({n: pools[n][:used[n]] for n in names}, gflops)
         model = seeding.noise(rs, images)
-        want = seeding.wanted(rs, attempts, (), model, max_seeds=max_seeds, rule=rule)
+        want = [i for i in seeding.wanted(rs, attempts, (), model, max_seeds=max_seeds, rule=rule)
+                if names[i] not in beyond]
         if workers:
             want = (order(want, rs, model) if order else want)[:workers]
         if not want:
             return {n: pools[n][:used[n]] for n in names}
         for i in want:
+            if used[names[i]] == len(pools[names[i]]):
+                beyond.add(names[i])
+                continue
             used[names[i]] += 1
             attempts[i] = attempts.get(i, 0) + 1
 

@@ -40,12 +40,12 @@ from statistics import NormalDist, fmean
 import numpy as np
 from device_runs import done_runs, repeated, runs_in
 from known_answer import EXAMPLE, ground_truth, short  # benchmarks/ is the script's own folder
-from proxy_modes import auto_runs
+from proxy_modes import auto_runs, pool_records
 
 from studies import config as study_config
 from studies import seeding
 from studies.fidelity_stats import indistinguishable, pooled_sigma
-from studies.records import GFLOPS_TOL, MAXIMISE, Status, TrialRecord, front_candidates, pareto_front, pick, shown_front
+from studies.records import GFLOPS_TOL, MAXIMISE, TrialRecord, front_candidates, pareto_front, pick, shown_front
 
 
 def measured(source: str) -> dict[str, list[float]]:
@@ -218,8 +218,7 @@ def one_search(means: dict[str, float], sigma: float | dict[str, float], gflops:
     if workers:  # seeds one per free worker: the front's second runs first, then most useful (or FIFO) first
         rule = one_by_one(rule)
     used = pools if fixed else auto_runs(pools, gflops, images, rule, workers, None if fifo else first)
-    rs = [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, spec_name=n, top1=fmean(v), gflops=gflops[n],
-                      params=1, seeds=tuple(v) if len(v) > 1 else ()) for i, (n, v) in enumerate(used.items())]
+    rs = pool_records(used, gflops)
     front = shown_front(rs, ("top1", "gflops"), gflops_tol)
     contenders, _ = seeding.contest(front_candidates(rs), seeding.noise(rs, images), gflops_tol=gflops_tol)
     top = pick(front, math.inf).spec_name  # what `attnas pick` answers without a budget
@@ -237,23 +236,9 @@ def replayed(path: str, gflops: dict[str, float], images: int, max_seeds: int) -
             pools[name].append(top1)
     if not pools:
         raise SystemExit(f"--replay {path}: no runs of the study's architectures (a search's --export file)")
-    names = list(pools)
-    used, attempts, beyond = dict.fromkeys(names, 1), {}, set()
-    while True:
-        rs = [TrialRecord(number=i, status=Status.TRAINED, spec_id=n, top1=fmean(pools[n][:used[n]]),
-                          gflops=gflops[n], params=1, seeds=tuple(pools[n][:used[n]]) if used[n] > 1 else ())
-              for i, n in enumerate(names)]
-        want = [i for i in seeding.wanted(rs, attempts, (), seeding.noise(rs, images), max_seeds)
-                if names[i] not in beyond]
-        if not want:
-            break
-        for i in want:
-            if used[names[i]] < len(pools[names[i]]):
-                used[names[i]] += 1
-                attempts[i] = attempts.get(i, 0) + 1
-            else:
-                beyond.add(names[i])
-    differ = {n: (len(pools[n]), used[n]) for n in names if len(pools[n]) != used[n]}
+    beyond: set[str] = set()
+    used = {n: len(v) for n, v in auto_runs(pools, gflops, images, max_seeds=max_seeds, beyond=beyond).items()}
+    differ = {n: (len(pools[n]), used[n]) for n in pools if len(pools[n]) != used[n]}
     return {"file": path, "trained": fmean(len(v) for v in pools.values()), "replayed": fmean(used.values()),
             "beyond": sorted(beyond), "differ": differ}
 
