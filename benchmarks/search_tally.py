@@ -120,9 +120,11 @@ def kendall(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def runs_needed(bases: list[str], searches: list[str], names: set[str], most: int, draws: int = 1000,
-                seed: int = 0) -> list[dict]:
-    """Per k = 1..most: the mean and 10-90 % range, over `draws` draws, of a k-run proxy's Kendall tau against
-    every run it does not hold (ground truth), and against a second k-run proxy disjoint from it (repeatability).
+                seed: int = 0) -> tuple[list[dict], dict[str, float]]:
+    """(rows, model). Rows, per k = 1..most: the mean and 10-90 % range, over `draws` draws, of a k-run proxy's
+    Kendall tau against every run it does not hold (ground truth), and against a second k-run proxy disjoint
+    from it (repeatability), with the normal model's. Model: the runs' spread and sigma, and the k at which it
+    reaches tau 0.6 and a repeatability of 0.7.
     Why: one run's tau says what one run buys; the targets ask what it takes, and the runs answer that directly."""
     free, extra = unconditioned(bases, searches, names)
     order = sorted(free)
@@ -146,7 +148,9 @@ def runs_needed(bases: list[str], searches: list[str], names: set[str], most: in
         truth_model, repeat_model = expected_taus(spread, sigma, k)
         rows.append({"k": k, "truth_tau": summary(truth_taus), "repeat_tau": summary(repeat_taus),
                      "model": {"truth_tau": truth_model, "repeat_tau": repeat_model}})
-    return rows
+    model = {"spread": spread, "sigma": sigma, "runs_for_truth_tau_0.6": runs_for_tau(0.6, spread, sigma),
+             "runs_for_repeat_tau_0.7": runs_for_tau(0.7, spread, sigma, repeat=True)}
+    return rows, model
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -169,10 +173,8 @@ def main() -> None:
         raise SystemExit("--search: give at least two searches' runs files (each is checked against the others)")
     specs = {s.name: s for s in study_config.read_file(args.study).space.enumerate()}
     rows = tally(args.truth, args.search, set(specs))
-    needed = runs_needed(args.truth, args.search, set(specs), args.runs_needed, args.draws) if args.runs_needed else []
-    spread, sigma = spread_and_noise(unconditioned(args.truth, args.search, set(specs))[0])
-    model = {"spread": spread, "sigma": sigma, "runs_for_truth_tau_0.6": runs_for_tau(0.6, spread, sigma),
-             "runs_for_repeat_tau_0.7": runs_for_tau(0.7, spread, sigma, repeat=True)}
+    needed, model = (runs_needed(args.truth, args.search, set(specs), args.runs_needed, args.draws)
+                     if args.runs_needed else ([], {}))
     if args.json:
         print(json.dumps({"searches": rows, "base": base_taus(args.truth, args.search, set(specs)),
                           **({"runs_needed": needed, "model": model} if needed else {})}, indent=2))
@@ -198,7 +200,8 @@ def main() -> None:
             print(f"  k = {row['k']}: vs every other run {t['mean']:+.2f} [{t['p10']:+.2f}, {t['p90']:+.2f}], "
                   f"vs another k-run draw {r['mean']:+.2f} [{r['p10']:+.2f}, {r['p90']:+.2f}]; "
                   f"normal model {m['truth_tau']:+.2f} and {m['repeat_tau']:+.2f}")
-        print(f"normal model: true means spread {100 * spread:.2f} pts, runs {100 * sigma:.2f} pts around them; "
+        print(f"normal model: true means spread {100 * model['spread']:.2f} pts, runs {100 * model['sigma']:.2f} pts "
+              "around them; "
               f"ground-truth tau 0.6 at k = {model['runs_for_truth_tau_0.6']:.1f} runs, repeatability 0.7 at k = "
               f"{model['runs_for_repeat_tau_0.7']:.1f}")
 

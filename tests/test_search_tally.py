@@ -61,7 +61,7 @@ def test_runs_needed_draws_proxies_from_unconditioned_runs_and_ranks_them_agains
     flipped = {"a": 0.10, "b": 0.20, "c": 0.30, "d": 0.40}  # 30 extra seeds each, far below/above the pool
     searches = [runs_file(tmp_path / f"s{j}.jsonl", {n: [m, *[flipped[n]] * 30] for n, m in order.items()})
                 for j in range(2)]
-    rows = runs_needed([base], searches, set(order), most=3, draws=50)
+    rows, _ = runs_needed([base], searches, set(order), most=3, draws=50)
     assert [r["k"] for r in rows] == [1, 2, 3]
     assert all(r["repeat_tau"]["mean"] == 1.0 for r in rows)  # the pool is ordered whatever the draw
     assert all(r["truth_tau"]["p90"] == -1.0 for r in rows)  # the extras (60 a placement) dominate the truth
@@ -79,7 +79,7 @@ def test_runs_needed_finds_no_order_in_pure_noise(tmp_path: Path) -> None:
     base = runs_file(tmp_path / "base.jsonl", {n: list(0.5 + 0.02 * rng.standard_normal(10)) for n in names})
     searches = [runs_file(tmp_path / f"s{j}.jsonl", {n: [float(0.5 + 0.02 * rng.standard_normal())] for n in names})
                 for j in range(2)]
-    (row,) = runs_needed([base], searches, set(names), most=1, draws=100)
+    (row,), _ = runs_needed([base], searches, set(names), most=1, draws=100)
     assert abs(row["truth_tau"]["mean"]) < 0.2 and abs(row["repeat_tau"]["mean"]) < 0.1
     assert row["repeat_tau"]["p10"] < 0 < row["repeat_tau"]["p90"]
 
