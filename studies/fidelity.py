@@ -301,11 +301,12 @@ def measure(parent: optuna.Study, linked: optuna.Study, images: int | None, s: S
     means = {k: fmean(v.values()) for k, v in runs.items()}
     high = [replace(proxy[k], top1=means[k]) for k in runs]
     high_front = [r.spec_id for r in pareto_front(high, objectives)]
-    sigma = seed_sigma({k: list(v.values()) for k, v in runs.items()})
+    top1s = {k: list(v.values()) for k, v in runs.items()}  # each architecture's runs, seeds dropped
+    sigma = seed_sigma(top1s)
     keys = sorted(runs, key=lambda k: proxy[k].number)
     agreement = rank_agreement([proxy[k].top1 for k in keys], [means[k] for k in keys])
     kept, size = front_retention(proxy_front, high_front)
-    members = {proxy[k].name: (means[k], standard_error(list(runs[k].values()), images)) for k in proxy_front}
+    members = {proxy[k].name: (means[k], standard_error(top1s[k], images)) for k in proxy_front}
     return {
         "linked_study": linked.study_name,
         "settings": s.to_dict(),
@@ -318,9 +319,9 @@ def measure(parent: optuna.Study, linked: optuna.Study, images: int | None, s: S
         } for k in keys],
         "kendall_tau": agreement["kendall_tau"].to_dict(),
         "spearman_rho": agreement["spearman_rho"].to_dict(),
-        "seed_sigma": finite(pooled_sigma({k: list(v.values()) for k, v in runs.items()})),
-        "spread_to_noise": finite(spread_to_noise({k: list(v.values()) for k, v in runs.items()})),
-        **runs_to_rank({k: list(v.values()) for k, v in runs.items()}),
+        "seed_sigma": finite(pooled_sigma(top1s)),
+        "spread_to_noise": finite(spread_to_noise(top1s)),
+        **runs_to_rank(top1s),
         "front_kept": kept,
         "front_size": size,
         "indistinguishable": [list(p) for p in indistinguishable(members)],
