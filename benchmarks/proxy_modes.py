@@ -18,7 +18,8 @@ seed, architecture and its own epochs, and runs already there are not trained ag
 fine-tunes are all there), so a killed benchmark resumes, one file holds the scratch proxy at several --epochs,
 and the runs behind RESULTS.md (benchmarks/runs/) print their table again in a minute, without training.
 Then it prints, per mode:
-  (rows need their runs: seeds = k and the scratch auto replay need S >= 4, trunk + auto --trunk-auto)
+  (rows need their runs: the scratch rows S >= 2 (0 leaves them out), seeds = k and the scratch auto replay
+  S >= 4, trunk + auto --trunk-auto)
   - repeatability: Kendall tau between two independent repeats of the whole proxy, with its bootstrap 95%
     interval (studies.fidelity_stats.rank_agreement): scratch seed 10 vs 11; scratch seeds = k, the mean of
     seeds 10.. vs the next k; auto seeds replayed (below) on the even vs the odd seeds; trunk, fine-tune noise
@@ -91,16 +92,18 @@ def one_run(key: dict, spec: ArchSpec, subset: SubsetSpec, schedule: Schedule, s
     return {**key, "top1": top1, "seconds": time.perf_counter() - began}
 
 
-KEY = ("mode", "trunk", "seed", "name", "epochs")  # a run's key in the JSONL file; epochs: its own training's
+#: A run's key in the JSONL file. epochs: its own training's; trunk_epochs: its trunk's (None from scratch), so
+#: fine-tunes of trunks of different lengths never pass for each other in one file.
+KEY = ("mode", "trunk", "trunk_epochs", "seed", "name", "epochs")
 
 
-def key_of(mode: str, trunk: int | None, seed: int, name: str, epochs: int) -> dict:
-    return dict(zip(KEY, (mode, trunk, seed, name, epochs), strict=True))
+def key_of(mode: str, trunk: int | None, trunk_epochs: int | None, seed: int, name: str, epochs: int) -> dict:
+    return dict(zip(KEY, (mode, trunk, trunk_epochs, seed, name, epochs), strict=True))
 
 
 def scratch_jobs(specs, schedule, args) -> list[tuple[dict, ArchSpec, Schedule]]:
     """(key, architecture, schedule) of every scratch run: seeds 10, 11, ... (S of them)."""
-    return [(key_of("scratch", None, s, spec.name, schedule.epochs), spec, replace(schedule, seed=s))
+    return [(key_of("scratch", None, None, s, spec.name, schedule.epochs), spec, replace(schedule, seed=s))
             for s in range(SCRATCH_FIRST_SEED, SCRATCH_FIRST_SEED + args.scratch_seeds) for spec in specs]
 
 
@@ -114,7 +117,7 @@ def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, flo
         torch.set_num_threads(args.jobs)  # the trunks train here, before the pool starts: every core is free
         plain = ArchSpec(specs[0].backbone, specs[0].width)
         for t, fts in trunk_ft(args).items():
-            keys = [key_of("trunk", t, f, spec.name, args.ft_epochs) for f in fts for spec in specs]
+            keys = [key_of("trunk", t, args.trunk_epochs, f, spec.name, args.ft_epochs) for f in fts for spec in specs]
             if all(tuple(k.values()) in done for k in keys):
                 continue  # every fine-tune of this trunk is in the runs file: the trunk is not needed again
             began = time.perf_counter()
@@ -123,7 +126,7 @@ def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, flo
             print(f"{time.strftime('%H:%M:%S')} trunk {t} ready ({time.perf_counter() - began:.0f} s)",
                   file=sys.stderr, flush=True)
             start = Start(f"bench-trunk-{t}", str(weights))
-            jobs += [(key_of("trunk", t, f, spec.name, args.ft_epochs), spec, replace(trunk_schedule, seed=f), start)
+            jobs += [(key_of("trunk", t, args.trunk_epochs, f, spec.name, args.ft_epochs), spec, replace(trunk_schedule, seed=f), start)
                      for f in fts for spec in specs]
     todo = [j for j in jobs if tuple(j[0].values()) not in done]
     with ProcessPoolExecutor(args.jobs) as pool, runs_file.open("a") as out:
@@ -214,15 +217,16 @@ def table(specs: Sequence[ArchSpec], done: dict[tuple, float], args, epochs: int
     names = [s.name for s in specs]
 
     def runs(mode: str, trunk: int | None, seeds: Sequence[int]) -> dict[str, list[float]]:
-        own = epochs if mode == "scratch" else args.ft_epochs
-        return {n: [done[mode, trunk, s, n, own] for s in seeds] for n in names}
+        own, trunk_epochs = (epochs, None) if mode == "scratch" else (args.ft_epochs, args.trunk_epochs)
+        return {n: [done[mode, trunk, trunk_epochs, s, n, own] for s in seeds] for n in names}
 
     def mean(pool: dict[str, list[float]]) -> dict[str, float]:
         return {n: fmean(v) for n, v in pool.items()}
 
     scratch = list(range(SCRATCH_FIRST_SEED, SCRATCH_FIRST_SEED + args.scratch_seeds))
     singles = [mean(runs("scratch", None, [s])) for s in scratch]
-    rows = [row(f"scratch, {epochs} epochs, 1 seed", singles[0], singles[1], epochs, truth, gflops, singles)]
+    rows = [row(f"scratch, {epochs} epochs, 1 seed", singles[0], singles[1], epochs, truth, gflops, singles)
+            ] if len(singles) >= 2 else []  # --scratch-seeds 0: the trunk modes alone
     k = args.scratch_seeds // 2
     if k >= 2:
         rows.append(row(f"scratch, {epochs} epochs, seeds = {k}", mean(runs("scratch", None, scratch[:k])),
