@@ -57,7 +57,8 @@ from known_answer import write_plan
 from search_space import GC, NL, SE, ArchSpec
 from studies import config as study_config
 from studies import seeding
-from studies.fidelity_stats import rank_agreement
+from studies.fidelity import finite, ranking_text, runs_to_rank
+from studies.fidelity_stats import expected_taus, rank_agreement, spread_and_noise
 from studies.records import Status, TrialRecord, pareto_front
 from trainer import Schedule, Start, SubsetSpec, proxy_train, single_run, train_trunk
 
@@ -126,8 +127,8 @@ def train_all(specs, subset, schedule, args, runs_file: Path) -> dict[tuple, flo
             print(f"{time.strftime('%H:%M:%S')} trunk {t} ready ({time.perf_counter() - began:.0f} s)",
                   file=sys.stderr, flush=True)
             start = Start(f"bench-trunk-{t}", str(weights))
-            jobs += [(key_of("trunk", t, args.trunk_epochs, f, spec.name, args.ft_epochs), spec, replace(trunk_schedule, seed=f), start)
-                     for f in fts for spec in specs]
+            jobs += [(key_of("trunk", t, args.trunk_epochs, f, spec.name, args.ft_epochs), spec,
+                      replace(trunk_schedule, seed=f), start) for f in fts for spec in specs]
     todo = [j for j in jobs if tuple(j[0].values()) not in done]
     with ProcessPoolExecutor(args.jobs) as pool, runs_file.open("a") as out:
         futures = [pool.submit(one_run, key, spec, subset, sched, start) for key, spec, sched, start in todo]
@@ -212,8 +213,21 @@ def row(name: str, a: dict[str, float], b: dict[str, float], cost: float, truth:
     return out
 
 
+def model(name: str, pool: dict[str, list[float]]) -> dict:
+    """The normal model of one kind of run from all its runs (studies.fidelity.runs_to_rank, what `attnas
+    fidelity` reports): the true spread between the architectures, one run's noise, one run's repeatability,
+    and the runs per architecture for tau 0.6 against the mode's own true order and 0.7 between two repeats.
+    Steadier than one pair of repeats over 16 architectures, whose tau interval is about +-0.3 wide. For the
+    trunk, its runs from both trunks are one pool, so a trunk's shift of every placement counts as noise: as
+    in the repeat of the whole proxy, which draws a new trunk."""
+    spread, sigma = spread_and_noise(pool)
+    return {"mode": name, "runs_per_arch": fmean(len(v) for v in pool.values()), **runs_to_rank(pool),
+            "sigma": finite(sigma), "one_run_repeat_tau": finite(expected_taus(spread, sigma, 1)[1])}
+
+
 def table(specs: Sequence[ArchSpec], done: dict[tuple, float], args, epochs: int, gflops: dict[str, float],
-          images: int, truth: dict | None) -> list[dict]:
+          images: int, truth: dict | None) -> tuple[list[dict], list[dict]]:
+    """(one row per mode, the normal model of each kind of run from all its runs)."""
     names = [s.name for s in specs]
 
     def runs(mode: str, trunk: int | None, seeds: Sequence[int]) -> dict[str, list[float]]:
@@ -225,8 +239,10 @@ def table(specs: Sequence[ArchSpec], done: dict[tuple, float], args, epochs: int
 
     scratch = list(range(SCRATCH_FIRST_SEED, SCRATCH_FIRST_SEED + args.scratch_seeds))
     singles = [mean(runs("scratch", None, [s])) for s in scratch]
-    rows = [row(f"scratch, {epochs} epochs, 1 seed", singles[0], singles[1], epochs, truth, gflops, singles)
-            ] if len(singles) >= 2 else []  # --scratch-seeds 0: the trunk modes alone
+    rows, models = [], []
+    if len(singles) >= 2:  # --scratch-seeds 0: the trunk modes alone
+        rows.append(row(f"scratch, {epochs} epochs, 1 seed", singles[0], singles[1], epochs, truth, gflops, singles))
+        models.append(model(f"scratch, {epochs} epochs", runs("scratch", None, scratch)))
     k = args.scratch_seeds // 2
     if k >= 2:
         rows.append(row(f"scratch, {epochs} epochs, seeds = {k}", mean(runs("scratch", None, scratch[:k])),
@@ -244,12 +260,14 @@ def table(specs: Sequence[ArchSpec], done: dict[tuple, float], args, epochs: int
                         cost, truth, gflops, fine_tunes))
         rows.append(row("trunk, whole proxy (trunk 0 ft 0 vs trunk 1 ft 1)", first, {n: v[0] for n, v in t1.items()},
                         cost, truth, gflops))
+        models.append(model(f"trunk {args.trunk_epochs} + fine-tune {args.ft_epochs}",
+                            {n: t0[n] + t1[n] for n in names}))
         if not args.trunk_auto:
-            return rows
+            return rows, models
         (a, cost_a), (b, cost_b) = (replay_auto(p, gflops, images) for p in (t0, t1))
         rows.append(row("trunk, seeds = auto (max 2; trunk 0 vs trunk 1)", a, b,
                         args.ft_epochs * (cost_a + cost_b) / 2 + args.trunk_epochs / len(specs), truth, gflops))
-    return rows
+    return rows, models
 
 
 def main() -> None:
@@ -293,9 +311,10 @@ def main() -> None:
     gflops = {s.name: measure(s, config.objectives.resolution).gflops for s in specs}
     started = time.perf_counter()
     done = train_all(specs, subset, schedule, args, runs_file)
-    rows = table(specs, done, args, schedule.epochs, gflops, images, truth)
+    rows, models = table(specs, done, args, schedule.epochs, gflops, images, truth)
     out = {"study": args.study, "architectures": [s.name for s in specs], "epochs": schedule.epochs,
-           "trunk_epochs": args.trunk_epochs, "ft_epochs": args.ft_epochs, "rows": rows, "runs": str(runs_file),
+           "trunk_epochs": args.trunk_epochs, "ft_epochs": args.ft_epochs, "rows": rows, "models": models,
+           "runs": str(runs_file),
            "seconds": time.perf_counter() - started}
     if args.json:
         print(json.dumps(out, indent=2))
@@ -317,6 +336,15 @@ def main() -> None:
         truth_cols = (f"{tau(r['truth_tau']):>18}", held(r)) if truth else ("-", "-")
         print(f"  {r['mode']:<52} {tau(r['repeat_tau']):>18} {truth_cols[0]} {r['epochs_per_arch']:11.2f}  "
               f"{truth_cols[1]}")
+    for m in models:
+        print(f"  model, {m['mode']} ({m['runs_per_arch']:.0f} runs an architecture): {model_text(m)}")
+
+
+def model_text(m: dict) -> str:
+    if m["sigma"] is None or m["one_run_repeat_tau"] is None:
+        return ranking_text(m)
+    head = f"one run's sigma {100 * m['sigma']:.2f} pts, repeats at tau {m['one_run_repeat_tau']:+.2f}"
+    return f"{head}; {ranking_text(m)}"
 
 
 if __name__ == "__main__":
