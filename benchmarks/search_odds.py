@@ -218,12 +218,19 @@ def one_search(means: dict[str, float], sigma: float | dict[str, float], gflops:
     if workers:  # seeds one per free worker: the front's second runs first, then most useful (or FIFO) first
         rule = one_by_one(rule)
     used = pools if fixed else auto_runs(pools, gflops, images, rule, workers, None if fifo else first)
+    shown, contenders, top = front_of(used, gflops, images, gflops_tol)
+    return shown, contenders, fmean(len(v) for v in used.values()), top
+
+
+def front_of(used: dict[str, list[float]], gflops: dict[str, float], images: int,
+             gflops_tol: float = GFLOPS_TOL) -> tuple[set[str], set[str], str]:
+    """(shown front, contenders, the shown front's most accurate member) of a search whose architectures have
+    these runs: what `attnas front` shows, what it names "within noise of the front" (the contenders, the shown
+    front among them) and what `attnas pick` answers without a budget."""
     rs = pool_records(used, gflops)
     front = shown_front(rs, ("top1", "gflops"), gflops_tol)
     contenders, _ = seeding.contest(front_candidates(rs), seeding.noise(rs, images), gflops_tol=gflops_tol)
-    top = pick(front, math.inf).spec_name  # what `attnas pick` answers without a budget
-    runs = fmean(len(v) for v in used.values())
-    return {r.spec_name for r in front}, {rs[i].spec_name for i in contenders}, runs, top
+    return {r.spec_name for r in front}, {rs[i].spec_name for i in contenders}, pick(front, math.inf).spec_name
 
 
 def replayed(path: str, gflops: dict[str, float], images: int, max_seeds: int) -> dict:

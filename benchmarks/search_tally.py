@@ -36,7 +36,7 @@ from statistics import fmean
 import numpy as np
 from device_runs import done_runs
 from known_answer import EXAMPLE, ground_truth, short  # benchmarks/ is the script's own folder
-from search_odds import pooled
+from search_odds import front_of, pooled
 
 from studies import config as study_config
 from studies.fidelity_stats import expected_taus, interval_text, rank_agreement, runs_for_tau, spread_and_noise
@@ -63,9 +63,14 @@ def tau(scores: dict[str, float], truth: dict[str, float]) -> dict:
     return rank_agreement([scores[n] for n in names], [truth[n] for n in names])["kendall_tau"].to_dict()
 
 
-def tally(bases: list[str], searches: list[str], names: set[str]) -> list[dict]:
+def tally(bases: list[str], searches: list[str], names: set[str], gflops: dict[str, float] | None = None,
+          images: int = 0) -> list[dict]:
     """One row per search: its answer, that answer's rank in the truth of every other file, and how its means
-    (and its first runs alone, the one-run 16-epoch proxy) rank the placements against that truth's means."""
+    (and its first runs alone, the one-run 16-epoch proxy) rank the placements against that truth's means.
+    With `gflops` (and the held-out `images` its noise is judged with), also where the search's front puts each
+    of the truth's best: "shown" on the front, "within noise" of it (a contender `attnas front` names under its
+    table: a tie with the front that the search's seeds did not part), or "off" - the acceptance's "on its
+    front", read both ways."""
     rows = []
     for search in searches:
         truth = ground_truth({n: v for n, v in pooled([*bases, *(s for s in searches if s != search)]).items()
@@ -78,6 +83,10 @@ def tally(bases: list[str], searches: list[str], names: set[str]) -> list[dict]:
                      "hit": name in truth["best"], "runs_per_arch": fmean(len(v) for v in own.values()),
                      "truth_tau": tau({n: fmean(v) for n, v in own.items()}, truth["means"]),
                      "first_run_tau": tau(first_runs(search, names), truth["means"])})
+        if gflops is not None:
+            shown, contenders, _ = front_of(own, gflops, images)
+            rows[-1]["truth_best_places"] = {n: "shown" if n in shown else "within noise" if n in contenders
+                                             else "off" for n in truth["best"]}
     return rows
 
 
@@ -171,8 +180,14 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.search) < 2:
         raise SystemExit("--search: give at least two searches' runs files (each is checked against the others)")
-    specs = {s.name: s for s in study_config.read_file(args.study).space.enumerate()}
-    rows = tally(args.truth, args.search, set(specs))
+    config = study_config.read_file(args.study)
+    specs = {s.name: s for s in config.space.enumerate()}
+    from objectives import measure
+    from trainer import load_cache
+
+    gflops = {n: measure(s, config.objectives.resolution).gflops for n, s in specs.items()}
+    images = config.data.holdout_per_class * load_cache(config.data.subset()).num_classes  # as search_odds
+    rows = tally(args.truth, args.search, set(specs), gflops, images)
     needed, model = (runs_needed(args.truth, args.search, set(specs), args.runs_needed, args.draws)
                      if args.runs_needed else ([], {}))
     if args.json:
@@ -185,8 +200,14 @@ def main() -> None:
               f"  truth rank {r['truth_rank']:>2}  {'hit ' if r['hit'] else 'miss'}  (truth's best: {best})")
         print(f"{'':<40} Kendall tau vs the truth's means: its means {interval_text(r['truth_tau'])} "
               f"({r['runs_per_arch']:.2f} runs per placement), its first runs {interval_text(r['first_run_tau'])}")
+        places = ", ".join(f"{short(specs[n])} {p}" for n, p in r["truth_best_places"].items())
+        print(f"{'':<40} the truth's best on its front: {places}")
     print(f"hits: {sum(r['hit'] for r in rows)} of {len(rows)} searches, each against the base runs and the "
           "other searches' runs")
+    on = [r for r in rows if all(p != "off" for p in r["truth_best_places"].values())]
+    shown = [r for r in rows if any(p == "shown" for p in r["truth_best_places"].values())]
+    print(f"the truth's best on the front: every one shown or within noise of it in {len(on)} of {len(rows)} "
+          f"searches; one of them shown in {len(shown)} of {len(rows)}")
     print(f"Kendall tau vs that truth, mean over the searches: their means "
           f"{fmean(r['truth_tau']['value'] for r in rows):+.2f}, their first runs alone "
           f"{fmean(r['first_run_tau']['value'] for r in rows):+.2f}")

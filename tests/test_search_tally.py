@@ -37,6 +37,20 @@ def test_a_search_is_checked_against_the_others_not_its_own_runs(tmp_path: Path)
     assert rows["fair"]["hit"] and set(rows["fair"]["truth_best"]) == {"a", "b"}
 
 
+def test_each_truth_best_is_placed_on_the_search_s_front_within_noise_of_it_or_off(tmp_path: Path) -> None:
+    """One cost level (GFLOPs within the 2 % tolerance): the search shows its most accurate placement; a truth
+    best its runs leave within noise of that is a tie under the table, one they clearly part from it is off."""
+    tied = [0.58, 0.62] * 6  # the truth's best: a and b, tied, with or without either search's runs
+    base = runs_file(tmp_path / "base.jsonl", {"a": tied, "b": tied, "c": [0.40, 0.41, 0.39]})
+    near = runs_file(tmp_path / "near.jsonl", {"a": [0.60, 0.62], "b": [0.59, 0.61], "c": [0.40]})
+    far = runs_file(tmp_path / "far.jsonl", {"a": [0.61, 0.60, 0.62], "b": [0.50], "c": [0.40]})
+    gflops = {"a": 1.00, "b": 1.001, "c": 1.002}
+    rows = {Path(r["search"]).stem: r for r in tally([base], [near, far], {"a", "b", "c"}, gflops, 2500)}
+    assert rows["near"]["truth_best_places"] == {"a": "shown", "b": "within noise"}
+    assert rows["far"]["truth_best_places"] == {"a": "shown", "b": "off"}  # far's b: 11 points under a
+    assert "truth_best_places" not in tally([base], [near, far], {"a", "b", "c"})[0]  # no GFLOPs: not placed
+
+
 def test_a_search_s_ranking_is_measured_by_its_means_and_by_its_first_runs_alone(tmp_path: Path) -> None:
     """Kendall tau against the truth's means: this search's means keep the truth's order a > b > c > d, its
     first runs (seed 0 of each) reverse it, so the one-run proxy and the seeded search read apart."""
