@@ -57,8 +57,8 @@ from known_answer import write_plan
 from search_space import GC, NL, SE, ArchSpec
 from studies import config as study_config
 from studies import seeding
-from studies.fidelity import finite, ranking_text, runs_to_rank
-from studies.fidelity_stats import expected_taus, rank_agreement, spread_and_noise
+from studies.fidelity import finite, ranking_text
+from studies.fidelity_stats import expected_taus, rank_agreement, runs_for_tau, spread_and_noise_of_repeats
 from studies.records import Status, TrialRecord, pareto_front
 from trainer import Schedule, Start, SubsetSpec, proxy_train, single_run, train_trunk
 
@@ -213,16 +213,18 @@ def row(name: str, a: dict[str, float], b: dict[str, float], cost: float, truth:
     return out
 
 
-def model(name: str, pool: dict[str, list[float]]) -> dict:
-    """The normal model of one kind of run from all its runs (studies.fidelity.runs_to_rank, what `attnas
-    fidelity` reports): the true spread between the architectures, one run's noise, one run's repeatability,
-    and the runs per architecture for tau 0.6 against the mode's own true order and 0.7 between two repeats.
-    Steadier than one pair of repeats over 16 architectures, whose tau interval is about +-0.3 wide. For the
-    trunk, its runs from both trunks are one pool, so a trunk's shift of every placement counts as noise: as
-    in the repeat of the whole proxy, which draws a new trunk."""
-    spread, sigma = spread_and_noise(pool)
-    return {"mode": name, "runs_per_arch": fmean(len(v) for v in pool.values()), **runs_to_rank(pool),
-            "sigma": finite(sigma), "one_run_repeat_tau": finite(expected_taus(spread, sigma, 1)[1])}
+def model(name: str, repeats: Sequence[dict[str, float]]) -> dict:
+    """The normal model of one kind of run from all its complete repeats (architecture -> score each): the true
+    spread between the architectures, one run's noise, one run's repeatability, and the runs per architecture
+    for tau 0.6 against the mode's own true order and 0.7 between two repeats, as `attnas fidelity` reports
+    them. Steadier than one pair of repeats over 16 architectures, whose tau interval is about +-0.3 wide.
+    Two-way (studies.fidelity_stats.spread_and_noise_of_repeats): a repeat's shift of every architecture - a
+    trunk's, most of all - is not noise to a ranking; what a new trunk changes placement by placement is."""
+    spread, sigma = spread_and_noise_of_repeats(repeats)
+    return {"mode": name, "repeats": len(repeats), "true_spread": finite(spread), "sigma": finite(sigma),
+            "runs_for_tau_0.6": finite(runs_for_tau(0.6, spread, sigma)),
+            "runs_for_repeat_tau_0.7": finite(runs_for_tau(0.7, spread, sigma, repeat=True)),
+            "one_run_repeat_tau": finite(expected_taus(spread, sigma, 1)[1])}
 
 
 def table(specs: Sequence[ArchSpec], done: dict[tuple, float], args, epochs: int, gflops: dict[str, float],
@@ -242,7 +244,7 @@ def table(specs: Sequence[ArchSpec], done: dict[tuple, float], args, epochs: int
     rows, models = [], []
     if len(singles) >= 2:  # --scratch-seeds 0: the trunk modes alone
         rows.append(row(f"scratch, {epochs} epochs, 1 seed", singles[0], singles[1], epochs, truth, gflops, singles))
-        models.append(model(f"scratch, {epochs} epochs", runs("scratch", None, scratch)))
+        models.append(model(f"scratch, {epochs} epochs", singles))
     k = args.scratch_seeds // 2
     if k >= 2:
         rows.append(row(f"scratch, {epochs} epochs, seeds = {k}", mean(runs("scratch", None, scratch[:k])),
@@ -260,8 +262,7 @@ def table(specs: Sequence[ArchSpec], done: dict[tuple, float], args, epochs: int
                         cost, truth, gflops, fine_tunes))
         rows.append(row("trunk, whole proxy (trunk 0 ft 0 vs trunk 1 ft 1)", first, {n: v[0] for n, v in t1.items()},
                         cost, truth, gflops))
-        models.append(model(f"trunk {args.trunk_epochs} + fine-tune {args.ft_epochs}",
-                            {n: t0[n] + t1[n] for n in names}))
+        models.append(model(f"trunk {args.trunk_epochs} + fine-tune {args.ft_epochs}", fine_tunes))
         if not args.trunk_auto:
             return rows, models
         (a, cost_a), (b, cost_b) = (replay_auto(p, gflops, images) for p in (t0, t1))
@@ -337,7 +338,7 @@ def main() -> None:
         print(f"  {r['mode']:<52} {tau(r['repeat_tau']):>18} {truth_cols[0]} {r['epochs_per_arch']:11.2f}  "
               f"{truth_cols[1]}")
     for m in models:
-        print(f"  model, {m['mode']} ({m['runs_per_arch']:.0f} runs an architecture): {model_text(m)}")
+        print(f"  model, {m['mode']} ({m['repeats']} repeats): {model_text(m)}")
 
 
 def model_text(m: dict) -> str:

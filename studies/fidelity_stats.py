@@ -111,6 +111,24 @@ def spread_and_noise(runs: Mapping[str, Sequence[float]]) -> tuple[float, float]
     return math.sqrt(max(0.0, (between - within) / n0)), math.sqrt(within)
 
 
+def spread_and_noise_of_repeats(repeats: Sequence[Mapping[str, float]]) -> tuple[float, float]:
+    """(s, sigma) as spread_and_noise, from complete repeats of one proxy (each maps every architecture to its
+    score in that repeat), by two-way ANOVA: each repeat's own shift of every architecture is taken out first.
+
+    Why: a shared trunk, or a seed, can lift or sink every placement trained from it at once (two trunks of the
+    known-answer task differ by 5 points on average); a ranking never sees that shift, so it is not noise, but
+    one-way ANOVA counts it as such."""
+    names = sorted(set.intersection(*(set(r) for r in repeats))) if repeats else []
+    if len(repeats) < 2 or len(names) < 2:
+        return math.nan, math.nan
+    x = np.array([[r[n] for r in repeats] for n in names], dtype=float)  # architecture x repeat
+    p, r = x.shape
+    resid = x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + x.mean()
+    sigma2 = float((resid ** 2).sum()) / ((p - 1) * (r - 1))
+    between = float(x.mean(1).var(ddof=1))
+    return math.sqrt(max(0.0, between - sigma2 / r)), math.sqrt(sigma2)
+
+
 def expected_taus(s: float, sigma: float, k: float) -> tuple[float, float]:
     """(Kendall tau against the true order, tau between two independent repeats) of the means of k runs each,
     under the normal model: true means spread s, runs sigma around them, and Greiner's tau = (2/pi) asin(rho)."""

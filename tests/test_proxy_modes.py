@@ -39,19 +39,20 @@ def test_a_fine_tune_of_another_trunk_length_is_not_reused(tmp_path: Path) -> No
     assert [m["mode"] for m in models] == ["trunk 8 + fine-tune 12"]  # --scratch-seeds 0: no scratch rows
 
 
-def test_the_model_recovers_a_known_spread_and_noise() -> None:
+def test_the_model_recovers_a_known_spread_and_noise_whatever_each_repeat_s_shift() -> None:
     rng = np.random.default_rng(0)
     true = rng.normal(0.55, 0.02, 200)
-    pool = {str(i): list(m + rng.normal(0, 0.01, 6)) for i, m in enumerate(true)}
-    m = model("scratch, 16 epochs", pool)
+    shifts = [0.0, -0.05, 0.03, 0.01, -0.02, 0.04]  # a trunk's, or a seed's, lift of every architecture at once
+    repeats = [{str(i): m + d + rng.normal(0, 0.01) for i, m in enumerate(true)} for d in shifts]
+    m = model("trunk 4 + fine-tune 12", repeats)
     assert m["true_spread"] == pytest.approx(0.02, rel=0.15) and m["sigma"] == pytest.approx(0.01, rel=0.1)
     assert m["one_run_repeat_tau"] == pytest.approx(2 / np.pi * np.arcsin(0.8), abs=0.05)  # rho = s²/(s²+σ²)
     # 0.7 between repeats needs s² / (s² + σ²/k) = sin(0.35 pi) = 0.891: k = 0.25 / 0.1223 = 2.04
     assert m["runs_for_repeat_tau_0.7"] == pytest.approx(2.04, rel=0.3)
-    assert "true spread between architectures" in model_text(m)
+    assert m["repeats"] == 6 and "true spread between architectures" in model_text(m)
 
 
 def test_no_spread_says_no_number_of_runs_ranks_them() -> None:
-    pool = {str(i): [0.49, 0.51, 0.50] for i in range(16)}  # every placement's runs alike: no spread at all
-    m = model("trunk 8 + fine-tune 2", pool)
+    repeats = [{str(i): v for i in range(16)} for v in (0.49, 0.51, 0.50)]  # every placement alike in each
+    m = model("trunk 8 + fine-tune 2", repeats)
     assert m["runs_for_repeat_tau_0.7"] is None and "no number of runs ranks them" in model_text(m)

@@ -18,6 +18,7 @@ from studies.fidelity_stats import (
     runs_for_tau,
     seed_sigma,
     spread_and_noise,
+    spread_and_noise_of_repeats,
     spread_to_noise,
 )
 
@@ -107,3 +108,17 @@ def test_the_normal_model_reads_spread_and_noise_off_runs_and_predicts_kendall_t
     assert expected_taus(2.0, 3.0, runs_for_tau(0.7, 2.0, 3.0, repeat=True))[1] == pytest.approx(0.7)
     assert runs_for_tau(0.6, 0.0, 3.0) == float("inf")
     assert math.isnan(runs_for_tau(0.6, *spread_and_noise({"a": [0.5], "b": [0.6]})))  # no repeats: no sigma
+
+
+def test_repeats_shifted_as_a_whole_leave_the_spread_and_noise_of_a_ranking() -> None:
+    """Each repeat lifts or sinks every architecture at once (a trunk): one-way ANOVA calls that noise, the
+    two-way estimate takes it out and reads the spread and noise the runs were drawn with."""
+    rng = np.random.default_rng(2)
+    means = 2.0 * rng.standard_normal(300)
+    repeats = [{f"p{i}": m + shift + 1.5 * rng.standard_normal() for i, m in enumerate(means)}
+               for shift in (0.0, 5.0, -4.0)]
+    s, sigma = spread_and_noise_of_repeats(repeats)
+    assert abs(s - 2.0) < 0.25 and abs(sigma - 1.5) < 0.1
+    one_way = spread_and_noise({n: [r[n] for r in repeats] for n in repeats[0]})[1]
+    assert one_way > 3.0  # the shifts, counted as noise
+    assert all(math.isnan(v) for v in spread_and_noise_of_repeats(repeats[:1]))  # one repeat: no noise to read
