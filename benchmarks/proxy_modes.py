@@ -29,7 +29,9 @@ Then it prints, per mode:
     means, and whether the first repeat's front (top-1 vs GFLOPs, studies.records.pareto_front) holds one of
     the ground truth's best;
   - cost per architecture in epochs-equivalent, trunk included: E + T / N (a study builds one trunk per
-    width; the benchmark builds a second only to repeat the proxy).
+    width; the benchmark builds a second only to repeat the proxy);
+  - and per kind of run (scratch at P epochs, trunk T + fine-tune E), the normal model from all its repeats
+    (`model`): the true spread between the architectures, one run's noise, and the runs each tau target takes.
 Auto seeds are replayed with the study's own rule (studies.seeding.wanted, max_seeds = the pool's size): every
 architecture starts with its first run, and each architecture the rule names gets its next run from its pool,
 until the rule names none; its cost is the runs it used.
@@ -229,7 +231,7 @@ def model(name: str, repeats: Sequence[dict[str, float]]) -> dict:
 
 def table(specs: Sequence[ArchSpec], done: dict[tuple, float], args, epochs: int, gflops: dict[str, float],
           images: int, truth: dict | None) -> tuple[list[dict], list[dict]]:
-    """(one row per mode, the normal model of each kind of run from all its runs)."""
+    """(one row per mode, the normal model of each kind of run from all its complete repeats)."""
     names = [s.name for s in specs]
 
     def runs(mode: str, trunk: int | None, seeds: Sequence[int]) -> dict[str, list[float]]:
@@ -342,6 +344,7 @@ def main() -> None:
 
 
 def model_text(m: dict) -> str:
+    """`model`'s figures in `attnas fidelity`'s words, after one run's noise and repeatability."""
     if m["sigma"] is None or m["one_run_repeat_tau"] is None:
         return ranking_text(m)
     head = f"one run's sigma {100 * m['sigma']:.2f} pts, repeats at tau {m['one_run_repeat_tau']:+.2f}"
