@@ -59,8 +59,8 @@ from known_answer import write_plan
 from search_space import GC, NL, SE, ArchSpec
 from studies import config as study_config
 from studies import seeding
-from studies.fidelity import finite, ranking_text
-from studies.fidelity_stats import expected_taus, rank_agreement, runs_for_tau, spread_and_noise_of_repeats
+from studies.fidelity import finite, rank_numbers, ranking_text
+from studies.fidelity_stats import expected_taus, rank_agreement, spread_and_noise_of_repeats
 from studies.records import Status, TrialRecord, pareto_front
 from trainer import Schedule, Start, SubsetSpec, proxy_train, single_run, train_trunk
 
@@ -223,9 +223,7 @@ def model(name: str, repeats: Sequence[dict[str, float]]) -> dict:
     Two-way (studies.fidelity_stats.spread_and_noise_of_repeats): a repeat's shift of every architecture - a
     trunk's, most of all - is not noise to a ranking; what a new trunk changes placement by placement is."""
     spread, sigma = spread_and_noise_of_repeats(repeats)
-    return {"mode": name, "repeats": len(repeats), "true_spread": finite(spread), "sigma": finite(sigma),
-            "runs_for_tau_0.6": finite(runs_for_tau(0.6, spread, sigma)),
-            "runs_for_repeat_tau_0.7": finite(runs_for_tau(0.7, spread, sigma, repeat=True)),
+    return {"mode": name, "repeats": len(repeats), **rank_numbers(spread, sigma), "sigma": finite(sigma),
             "one_run_repeat_tau": finite(expected_taus(spread, sigma, 1)[1])}
 
 

@@ -335,7 +335,12 @@ def runs_to_rank(runs: Mapping[str, Sequence[float]]) -> dict[str, float | None]
 
     Why: tau says how well the proxy matched this training; this says how well this training itself can rank
     these architectures, and so how many seeds a final comparison of them needs."""
-    spread, sigma = spread_and_noise(runs)
+    return rank_numbers(*spread_and_noise(runs))
+
+
+def rank_numbers(spread: float, sigma: float) -> dict[str, float | None]:
+    """runs_to_rank's figures from a spread and noise however estimated (benchmarks/proxy_modes.py reads them
+    off complete repeats, two-way)."""
     return {"true_spread": finite(spread), "runs_for_tau_0.6": finite(runs_for_tau(0.6, spread, sigma)),
             "runs_for_repeat_tau_0.7": finite(runs_for_tau(0.7, spread, sigma, repeat=True))}
 
