@@ -210,8 +210,8 @@ def outlook_text(o: Outlook) -> str:
         return (f"{head} settled after {o.done} extra run(s): every front contender is separated or has its "
                 f"runs; {sigma}")
     names = ", ".join(str(n) for n in o.undecided)
-    return (f"{head} {o.done} extra run(s) done, {o.in_flight} in flight; {len(o.undecided)} trial(s) undecided "
-            f"({names or '-'}), at most {o.more} more run(s) as the records stand; {sigma}")
+    return (f"{head} {o.done} extra run(s) done, {o.in_flight} queued or running; {len(o.undecided)} trial(s) "
+            f"undecided ({names or '-'}), at most {o.more} more run(s) as the records stand; {sigma}")
 
 
 def top_up(info: StorageInfo, storage: optuna.storages.BaseStorage, study: optuna.Study, first_seed: int,

@@ -295,7 +295,8 @@ def test_status_tells_where_the_seeding_stands_with_seeds_in_flight_and_once_set
     assert mid.in_flight == 1 and mid.done == 0 and owner in mid.undecided
     assert set(mid.undecided) - {owner} == set(seeding.plan(then, 40, 4, ("top1", "gflops")))
     assert mid.more == 3 * len(mid.undecided) - 1  # up to 4 runs each; the owner's second is in flight
-    assert f"{len(mid.undecided)} trial(s) undecided" in seeding.outlook_text(mid)
+    assert f"0 extra run(s) done, 1 queued or running; {len(mid.undecided)} trial(s) undecided" in \
+        seeding.outlook_text(mid)  # queued jobs count too, and the line says so
     shown = CliRunner().invoke(app, ["status", str(path)])
     assert shown.exit_code == 0 and "auto seeds (up to 4 runs a trial): settled" in shown.output
     data = json.loads(CliRunner().invoke(app, ["status", str(path), "--json"]).output)
