@@ -409,11 +409,12 @@ def test_a_worker_stopped_holding_the_journal_lock_wakes_to_a_retried_trial_and_
     trial was taken over, and exits 0; the study ends with its one slot."""
     env = {**FAST_HEARTBEAT, "ATTNAS_LOCK_GRACE_S": "3"}
     log, name = tmp_path / "held.log", f"held-{uuid.uuid4().hex[:8]}"
-    # 20 epochs, not 8: each append holds the lock for milliseconds, so the worker is caught holding it only in
-    # some of its appends; 8 epochs gave too few (a suite run on 2026-12-05 saw the trial end uncaught)
-    path = tiny_study(f"journal://{log}", trials=1, epochs=20, kinds='["none"]', name=name)
+    # 60 epochs: each append holds the lock for milliseconds, so the worker is caught holding it only in some of
+    # its appends; 8 epochs gave too few (a suite run on 2026-12-05 saw the trial end uncaught), and so did 20
+    # on a quiet Intel Xeon VM (cc78, 2026-12-06), where the trial lasts only a few heartbeats
+    path = tiny_study(f"journal://{log}", trials=1, epochs=60, kinds='["none"]', name=name)
     frozen = attnas_popen("worker", str(path), "--no-wandb", log=True, **env)
-    stopped = _freeze_holding_the_lock(frozen, log, name, epochs=20)
+    stopped = _freeze_holding_the_lock(frozen, log, name, epochs=60)
     other = attnas_popen("worker", str(path), "--no-wandb", **env)
     _wake_once_retried(frozen, other, str(log), name, stopped, seconds=120)
     stdout, stderr = frozen.communicate(timeout=60)
