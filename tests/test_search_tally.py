@@ -48,6 +48,7 @@ def test_each_truth_best_is_placed_on_the_search_s_front_within_noise_of_it_or_o
     rows = {Path(r["search"]).stem: r for r in tally([base], [near, far], {"a", "b", "c"}, gflops, 2500)}
     assert rows["near"]["truth_best_places"] == {"a": "shown", "b": "within noise"}
     assert rows["far"]["truth_best_places"] == {"a": "shown", "b": "off"}  # far's b: 11 points under a
+    assert "truth_best_places" not in tally([base], [near, far], {"a", "b", "c"})[0]  # no GFLOPs: not placed
 
 
 def test_a_search_s_ranking_is_measured_by_its_means_and_by_its_first_runs_alone(tmp_path: Path) -> None:
